@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['SamplingParams', 'make_generator', 'process_logits', 'probs_after', 'SampleOutput', 'sample']
 
-# %% ../nbs/03_sampler.ipynb #48193fd5
+# %% ../nbs/03_sampler.ipynb #621143bc
 import math, numbers
 from dataclasses import dataclass
 from typing import Sequence
 import torch
 from torch import Tensor
 
-# %% ../nbs/03_sampler.ipynb #ad92368a
+# %% ../nbs/03_sampler.ipynb #86dec99a
 _GREEDY_EPS = 1e-5  # temperatures below this are treated as 0 (greedy)
 
 def _is_real(x): return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
@@ -26,7 +26,7 @@ def _token_id(k):
         except ValueError: return None
     return None
 
-# %% ../nbs/03_sampler.ipynb #a0b522fa
+# %% ../nbs/03_sampler.ipynb #fb61c85c
 @dataclass
 class SamplingParams:
     "One request's sampling knobs (OpenAI/vLLM semantics); every knob defaults to off"
@@ -80,7 +80,7 @@ class SamplingParams:
             out[t] = float(v)
         if any(type(k) is not int for k in self.logit_bias): self.logit_bias = out
 
-# %% ../nbs/03_sampler.ipynb #965432bb
+# %% ../nbs/03_sampler.ipynb #e53dde33
 def make_generator(seed: int | None = None, device="cpu") -> torch.Generator:
     "A torch.Generator on `device` seeded from `seed` (None: a fresh random seed)"
     g = torch.Generator(device=device)
@@ -88,7 +88,7 @@ def make_generator(seed: int | None = None, device="cpu") -> torch.Generator:
     else: g.manual_seed(int(seed) % 2**64)  # manual_seed wants [0, 2**64); negative seeds wrap around
     return g
 
-# %% ../nbs/03_sampler.ipynb #0eb612eb
+# %% ../nbs/03_sampler.ipynb #9b88cc91
 def _as_params(params, B, V):
     "One validated SamplingParams per row (a single SamplingParams is shared by all rows)"
     if isinstance(params, SamplingParams): params = [params] * B
@@ -106,19 +106,20 @@ def _per_row(xs, B, name):
     if len(xs) != B: raise ValueError(f"{name} has {len(xs)} rows but the logits have {B}: pass one sequence per row")
     return xs
 
-def _ids_index(rows, V, device, name):
-    "Flatten per-row token-id sequences (None = skip the row) into (row, col) index tensors; None if there are none"
+def _seen(sources, V, device):
+    "Distinct (row, token) pairs with their counts, from `(per-row id sequences, name)` sources (None = skip row)"
     rs, cs = [], []
-    for i, ids in enumerate(rows):
-        if ids is None or len(ids) == 0: continue
-        t = torch.as_tensor(ids, dtype=torch.long).reshape(-1).to(device)
-        rs.append(torch.full_like(t, i)); cs.append(t)
+    for rows, name in sources:
+        for i, ids in enumerate(rows):
+            if ids is None or len(ids) == 0: continue
+            t = torch.as_tensor(ids, dtype=torch.long).reshape(-1).to(device)
+            if t.min() < 0 or t.max() >= V: raise ValueError(f"{name}[{i}] holds token ids outside the vocab 0..{V-1}")
+            rs.append(torch.full_like(t, i)); cs.append(t)
     if not cs: return None
-    r, c = torch.cat(rs), torch.cat(cs)
-    if c.min() < 0 or c.max() >= V: raise ValueError(f"{name} holds token ids outside the vocab 0..{V-1}")
-    return r, c
+    keys, counts = torch.unique(torch.cat(rs) * V + torch.cat(cs), return_counts=True)
+    return keys // V, keys % V, counts
 
-# %% ../nbs/03_sampler.ipynb #016f4ec1
+# %% ../nbs/03_sampler.ipynb #7bcd036e
 def _col(vals, x):
     "A per-row column (B, 1) on x's device and dtype"
     return torch.tensor(vals, dtype=x.dtype, device=x.device)[:, None]
@@ -134,24 +135,25 @@ def _bias(x, params):
 def _repetition(x, params, prompt_ids, output_ids):
     rp = [p.repetition_penalty for p in params]
     if all(r == 1 for r in rp): return x
-    B, V = x.shape
-    seen = torch.zeros(B, V, dtype=torch.bool, device=x.device)
-    for rows, name in ((prompt_ids, 'prompt_ids'), (output_ids, 'output_ids')):
-        idx = _ids_index([ids if rp[i] != 1 else None for i, ids in enumerate(rows)], V, x.device, name)
-        if idx is not None: seen[idx] = True
-    pen = _col(rp, x)
-    return torch.where(seen, torch.where(x > 0, x / pen, x * pen), x)
+    use = lambda rows: [ids if rp[i] != 1 else None for i, ids in enumerate(rows)]
+    seen = _seen([(use(prompt_ids), 'prompt_ids'), (use(output_ids), 'output_ids')], x.shape[1], x.device)
+    if seen is None: return x
+    r, c, _ = seen  # touch only the seen entries: O(ids), not O(B*V)
+    v, pen = x[r, c], _col(rp, x)[r, 0]
+    x[r, c] = torch.where(v > 0, v / pen, v * pen)
+    return x
 
 def _presence_frequency(x, params, output_ids):
     pres, freq = [p.presence_penalty for p in params], [p.frequency_penalty for p in params]
     if not any(pres) and not any(freq): return x
-    B, V = x.shape
-    idx = _ids_index([ids if pres[i] or freq[i] else None for i, ids in enumerate(output_ids)], V, x.device, 'output_ids')
-    if idx is None: return x
-    counts = torch.zeros_like(x).index_put(idx, torch.ones(len(idx[0]), dtype=x.dtype, device=x.device), accumulate=True)
-    return x - _col(pres, x) * (counts > 0) - _col(freq, x) * counts
+    seen = _seen([([ids if pres[i] or freq[i] else None for i, ids in enumerate(output_ids)], 'output_ids')],
+                 x.shape[1], x.device)
+    if seen is None: return x
+    r, c, n = seen  # every seen token has count >= 1, so presence applies to all of them
+    x[r, c] -= _col(pres, x)[r, 0] + _col(freq, x)[r, 0] * n
+    return x
 
-# %% ../nbs/03_sampler.ipynb #94c95726
+# %% ../nbs/03_sampler.ipynb #47f167a5
 def _temperature(x, params):
     greedy = [p.greedy for p in params]
     if any(greedy):  # keep only the argmax token (after bias and penalties)
@@ -160,26 +162,33 @@ def _temperature(x, params):
     temps = [1.0 if p.greedy else p.temperature for p in params]
     return x / _col(temps, x) if any(t != 1 for t in temps) else x
 
+def _k_groups(params, V, want):
+    "Rows for which `want(p)` holds, grouped by their effective top_k (V when off or >= V)"
+    groups = {}
+    for i, p in enumerate(params):
+        if want(p): groups.setdefault(p.top_k if p.top_k and p.top_k < V else V, []).append(i)
+    return groups
+
 def _top_k(x, params):
     V = x.shape[1]
-    ks = [0 if p.greedy or not p.top_k or p.top_k >= V else p.top_k for p in params]  # 0 = off for this row
-    if not any(ks): return x
-    kmax = max(ks)
-    idx = x.topk(kmax, dim=-1).indices  # (B, kmax), sorted: position j is the j-th most likely token
-    k = torch.tensor([k or V for k in ks], device=x.device)[:, None]
-    keep = torch.zeros_like(x, dtype=torch.bool).scatter_(1, idx, torch.arange(kmax, device=x.device)[None] < k)
-    off = torch.tensor([k == 0 for k in ks], device=x.device)[:, None]
-    return x.masked_fill(~(keep | off), -math.inf)
+    for k, rows in _k_groups(params, V, lambda p: not p.greedy).items():
+        if k == V: continue
+        sub = x[rows]  # rows sharing a k are done together; a row's result never depends on other rows' k
+        keep = torch.zeros_like(sub, dtype=torch.bool).scatter_(1, sub.topk(k, dim=-1).indices, True)
+        x[rows] = sub.masked_fill(~keep, -math.inf)
+    return x
 
 def _top_p(x, params):
-    ps = [1.0 if p.greedy else p.top_p for p in params]
-    if all(p >= 1 for p in ps): return x
-    sx, si = x.sort(dim=-1, descending=True, stable=True)
-    sp = sx.softmax(-1)
-    before = torch.nn.functional.pad(sp.cumsum(-1)[:, :-1], (1, 0))  # mass of the more likely tokens
-    top_p = _col([p if p < 1 else math.inf for p in ps], x)          # inf: the row keeps everything
-    drop = torch.zeros_like(x, dtype=torch.bool).scatter_(1, si, before >= top_p)
-    return x.masked_fill(drop, -math.inf)
+    V = x.shape[1]
+    for k, rows in _k_groups(params, V, lambda p: not p.greedy and p.top_p < 1).items():
+        sub = x[rows]  # a row with top_k only needs its k survivors sorted: the rest is already -inf
+        sx, si = sub.topk(k, dim=-1) if k < V else sub.sort(dim=-1, descending=True, stable=True)
+        e = (sx - sx[:, :1]).exp()  # unnormalised probabilities, most likely first
+        mass = e.cumsum(-1)
+        before = torch.nn.functional.pad(mass[:, :-1], (1, 0))  # mass of the strictly more likely tokens
+        drop = before >= _col([params[i].top_p for i in rows], x) * mass[:, -1:]
+        x[rows] = sub.scatter(1, si, sx.masked_fill(drop, -math.inf))
+    return x
 
 def _min_p(x, params):
     mps = [0.0 if p.greedy else p.min_p for p in params]
@@ -187,14 +196,17 @@ def _min_p(x, params):
     probs = x.softmax(-1)
     return x.masked_fill(probs < probs.max(-1, keepdim=True).values * _col(mps, x), -math.inf)
 
-# %% ../nbs/03_sampler.ipynb #0e9c226a
+# %% ../nbs/03_sampler.ipynb #f24e686a
 def process_logits(logits: Tensor, params: list[SamplingParams] | SamplingParams,
                    prompt_ids: list[Sequence[int]] | None = None,
                    output_ids: list[Sequence[int]] | None = None) -> Tensor:
     "Apply every row's knobs to `logits` (B, V) and return fp32 logits with filtered-out tokens at -inf"
     if logits.ndim != 2: raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}")
+    return _process(logits, _as_params(params, *logits.shape), prompt_ids, output_ids)
+
+def _process(logits, params, prompt_ids, output_ids):
+    "process_logits with params already validated"
     B, V = logits.shape
-    params = _as_params(params, B, V)
     prompt_ids, output_ids = _per_row(prompt_ids, B, 'prompt_ids'), _per_row(output_ids, B, 'output_ids')
     x = logits.to(torch.promote_types(logits.dtype, torch.float32), copy=True)
     x = _bias(x, params)
@@ -205,7 +217,7 @@ def process_logits(logits: Tensor, params: list[SamplingParams] | SamplingParams
     x = _top_p(x, params)
     return _min_p(x, params)
 
-# %% ../nbs/03_sampler.ipynb #dd8b83ca
+# %% ../nbs/03_sampler.ipynb #efd03982
 def probs_after(logits: Tensor, params: list[SamplingParams] | SamplingParams,
                 prompt_ids=None, output_ids=None) -> Tensor:
     "Probabilities after every knob (softmax of `process_logits`) for one row (V,) or a batch (B, V)"
@@ -215,7 +227,7 @@ def probs_after(logits: Tensor, params: list[SamplingParams] | SamplingParams,
         return process_logits(logits[None], params, one(prompt_ids), one(output_ids)).softmax(-1)[0]
     return process_logits(logits, params, prompt_ids, output_ids).softmax(-1)
 
-# %% ../nbs/03_sampler.ipynb #8a1a2d71
+# %% ../nbs/03_sampler.ipynb #df7babbe
 @dataclass
 class SampleOutput:
     "Chosen tokens with their raw logprobs and, when asked, the top-N raw logprobs per row"
@@ -224,7 +236,7 @@ class SampleOutput:
     top_ids: Tensor | None = None      # (B, N) long, N = max top_logprobs over rows; sorted by logprob, descending
     top_logprobs: Tensor | None = None # (B, N) float
 
-# %% ../nbs/03_sampler.ipynb #52c6b32c
+# %% ../nbs/03_sampler.ipynb #42d7ad80
 def _generator(g, p, device, row):
     "The row's generator: the one given, else a fresh one from its seed, else None (torch's global RNG)"
     if g is None and p.seed is not None: g = make_generator(p.seed, device)
@@ -233,22 +245,23 @@ def _generator(g, p, device, row):
                          f"make it with make_generator(seed, device=logits.device)")
     return g
 
-def _draw(x, params, gens, rows):
-    "One multinomial draw per row of processed logits `x[rows]`, each with its own generator"
-    V = x.shape[1]
-    ks = [min(p.top_k, V) if p.top_k else 0 for p in params]
-    kmax = max(ks)
-    if kmax: top = x[rows].topk(kmax, dim=-1)  # (values, ids) sorted descending, for the top_k rows
-    out = []
-    for j, (i, p, g, k) in enumerate(zip(rows, params, gens, ks)):
-        g = _generator(g, p, x.device, i)
-        if k:  # over the k best tokens in descending order, as upstream nanochat's sample_next_token
-            choice = torch.multinomial(top.values[j, :k].softmax(-1), 1, generator=g)
-            out.append(top.indices[j, :k][choice])
-        else: out.append(torch.multinomial(x[i].softmax(-1), 1, generator=g))
-    return torch.cat(out)
+def _draw(x, params, gens, tokens):
+    "Overwrite `tokens` at the non-greedy rows with one multinomial draw each from the row's own generator"
+    V, groups, where, probs, ids = x.shape[1], {}, {}, {}, {}
+    for i, p in enumerate(params):
+        if not p.greedy: groups.setdefault(min(p.top_k, V) if p.top_k else 0, []).append(i)
+    for k, rows in groups.items():
+        if k: vals, ids[k] = x[rows].topk(k, dim=-1)  # the k best in descending order, as upstream nanochat draws
+        else: vals, ids[k] = x[rows], None          # no top_k: the whole vocabulary, in token order
+        probs[k] = vals.softmax(-1)
+        where.update({i: (k, j) for j, i in enumerate(rows)})
+    for i in sorted(where):  # row order: rows sharing one generator draw in turn, as one batched multinomial would
+        k, j = where[i]
+        d = torch.multinomial(probs[k][j], 1, generator=_generator(gens[i], params[i], x.device, i))
+        tokens[i] = d[0] if ids[k] is None else ids[k][j, d[0]]
+    return tokens
 
-# %% ../nbs/03_sampler.ipynb #9e2cfd3c
+# %% ../nbs/03_sampler.ipynb #816fc54f
 def sample(logits: Tensor, params: list[SamplingParams] | SamplingParams,
            generators: list[torch.Generator | None] | None = None,
            prompt_ids: list[Sequence[int]] | None = None,
@@ -258,12 +271,12 @@ def sample(logits: Tensor, params: list[SamplingParams] | SamplingParams,
     B, V = logits.shape
     params = _as_params(params, B, V)
     gens = _per_row(generators, B, 'generators')
-    x = process_logits(logits, params, prompt_ids, output_ids)
-    empty = ~torch.isfinite(x).any(-1)
-    if empty.any(): raise ValueError(f"logits rows {empty.nonzero().flatten().tolist()} have no finite value to sample from")
+    x = _process(logits, params, prompt_ids, output_ids)
     tokens = x.argmax(-1)
-    rows = [i for i, p in enumerate(params) if not p.greedy]
-    if rows: tokens[torch.tensor(rows, device=x.device)] = _draw(x, [params[i] for i in rows], [gens[i] for i in rows], rows)
+    bad = ~torch.isfinite(x.gather(1, tokens[:, None])[:, 0])
+    if bad.any(): raise ValueError(f"logits rows {bad.nonzero().flatten().tolist()} have no finite maximum "
+                                   "(all -inf, or NaN/inf values): nothing to sample from")
+    tokens = _draw(x, params, gens, tokens)
     raw = logits.to(x.dtype).log_softmax(-1)
     out = SampleOutput(tokens, raw.gather(1, tokens[:, None])[:, 0])
     n = min(max(p.top_logprobs for p in params), V)
