@@ -59,7 +59,7 @@ test-slow:
 	$(MAKE) test SLOW=1
 
 demo-model: $(STAMP)
-	$(PY) -m nanochat.train demo $(ARGS)
+	$(VENV)/bin/nanochat train-demo $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/engine_bench.py $(ARGS)

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 import pytest
 from nbdev.config import get_config
-from nbdev.test import test_nb
+import nbdev.test as nbdev_test   # not `from ... import test_nb`: pytest would collect it as a test
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith('_'))
@@ -13,5 +13,5 @@ NBS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith('_
 def test_notebook(nb):
     flags = get_config(path=ROOT).tst_flags.split()
     force = flags if os.environ.get('NANOCHAT_SLOW') else []
-    ok, secs = test_nb(nb, skip_flags=flags, force_flags=force, basepath=ROOT)
+    ok, secs = nbdev_test.test_nb(nb, skip_flags=flags, force_flags=force, basepath=ROOT)
     assert ok, f'{nb.name} failed (traceback above)'
