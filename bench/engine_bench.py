@@ -46,9 +46,10 @@ def bare_decode_ms(model, ctx, reps=20):
     model(torch.zeros(1, ctx, dtype=torch.long), kv_cache=cache)
     x = torch.zeros(1, 1, dtype=torch.long)
     model(x, kv_cache=cache)
-    t = time.perf_counter()
-    for _ in range(reps): model(x, kv_cache=cache)
-    return (time.perf_counter() - t) / reps * 1000
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter(); model(x, kv_cache=cache); times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000          # the median, like the engine's per-token figure
 
 @torch.inference_mode()
 def prefill_tps(model, n, reps=3):

@@ -4,7 +4,7 @@ Most tests run against a small stand-in server defined here (FastAPI on loopback
 streams canned replies the way an OpenAI server does, records every request body, and can be told to answer
 429/401/400 or to drop the connection. When `nanochat/server.py` exists the last tests also run against the
 real server with the tiny fixture model (gibberish, but it streams)."""
-import asyncio, json, os, re, socket, subprocess, sys, threading, time, urllib.request
+import asyncio, contextlib, json, os, re, socket, subprocess, sys, threading, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,9 @@ from playwright.sync_api import sync_playwright, expect
 
 UI = ROOT / 'nanochat' / 'ui'
 OUT = ROOT / 'outputs'
+# Screenshots land in outputs/ (what README shows) only when asked: NANOCHAT_SCREENSHOTS=1 make test
+SHOTS = OUT if os.environ.get('NANOCHAT_SCREENSHOTS') else Path(__import__('tempfile').mkdtemp(prefix='nanochat-ui-'))
+DEMO_DIR = ROOT / 'nanochat' / 'assets' / 'demo'
 MODEL_DIR = UPSTREAM / 'E4-2026-07' / 'gqa-window'
 CHROME_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
                '--disable-component-update', '--disable-sync', '--no-first-run']
@@ -312,29 +315,27 @@ def test_phone_layout(browser, standin):
     send(pg, 'a' * 300 + ' ' + 'x ' * 200); wait_done(pg)                   # long unbroken words wrap
     check()
     assert pg.locator('header').bounding_box()['height'] < 60, 'the header should fit on one line'
-    pg.screenshot(path=str(OUT / 'ui_phone.png'))
+    pg.screenshot(path=str(SHOTS / 'ui_phone.png'))
     pg.click('#gear'); expect(pg.locator('#settings')).to_be_visible()
     assert pg.evaluate('document.documentElement.scrollWidth') <= 375
     expect(pg.locator('#temperature')).to_be_in_viewport()
-    pg.screenshot(path=str(OUT / 'ui_phone_settings.png'))
+    pg.screenshot(path=str(SHOTS / 'ui_phone_settings.png'))
     pg.click('#settings-close'); check()
     ctx.close()
 
 def test_screenshot_standin(page, standin):
-    "Desktop screenshot on the stand-in; the real-server test overwrites outputs/ui_chat.png when it can run"
+    "Desktop screenshot on the stand-in"
     page.click('#gear')
     send(page, 'What is the capital of France?'); wait_done(page)
-    OUT.mkdir(exist_ok=True)
-    page.screenshot(path=str(OUT / 'ui_chat_standin.png'))
-    if not real_server_available(): page.screenshot(path=str(OUT / 'ui_chat.png'))
+    page.screenshot(path=str(SHOTS / 'ui_chat_standin.png'))
 
 # ---------------------------------------------------------------- tests against the real server
-@pytest.fixture(scope='module')
-def real_server():
-    if not real_server_available(): pytest.skip('nanochat/server.py does not exist yet')
+@contextlib.contextmanager
+def nanochat_server(*args):
+    "`nanochat serve` in a subprocess on a free loopback port; yields its URL once /health answers 200"
     port = free_port()
     code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
-    proc = subprocess.Popen([sys.executable, '-c', code, '--model', str(MODEL_DIR), '--host', '127.0.0.1', '--port', str(port)],
+    proc = subprocess.Popen([sys.executable, '-c', code, *args, '--host', '127.0.0.1', '--port', str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f'http://127.0.0.1:{port}'
     try:
@@ -349,6 +350,29 @@ def real_server():
         proc.terminate()
         try: proc.wait(10)
         except subprocess.TimeoutExpired: proc.kill()
+
+@pytest.fixture(scope='module')
+def real_server():
+    if not real_server_available(): pytest.skip('nanochat/server.py does not exist yet')
+    with nanochat_server('--model', str(MODEL_DIR)) as url: yield url
+
+def test_bundled_demo_model_chat(browser):
+    "`nanochat serve` with no --model serves the bundled demo model; a Shakespeare request gets a reply that ends its turn"
+    if not DEMO_DIR.exists(): pytest.fail(f'{DEMO_DIR} is missing: run `make demo-model`')
+    with nanochat_server() as url:
+        ctx = browser.new_context(viewport={'width': 1280, 'height': 800})
+        pg = ctx.new_page(); pg.set_default_timeout(20_000)
+        pg.goto(url + '/')
+        expect(pg.locator('#model')).to_have_value('nanochat-demo')
+        pg.click('#gear')
+        pg.fill('#temperature', '0.8'); pg.fill('#seed', '1'); pg.fill('#max_tokens', '120')
+        for prompt in ['Give me a speech by Juliet.', 'Who are you?']:
+            send(pg, prompt); wait_done(pg)
+            expect(last_reply(pg).locator('.bubble')).not_to_have_text('')
+            expect(last_reply(pg).locator('.meta .stats')).to_contain_text('finish: stop')
+        expect(pg.locator('#error')).to_be_hidden()
+        pg.screenshot(path=str(SHOTS / 'ui_chat.png'))
+        ctx.close()
 
 def test_real_server_chat_settings_stop(browser, real_server):
     ctx = browser.new_context(viewport={'width': 1280, 'height': 800})
@@ -377,8 +401,7 @@ def test_real_server_chat_settings_stop(browser, real_server):
     expect(last_reply(pg).locator('.meta .stats')).to_contain_text('finish: length')
     expect(pg.locator('#error')).to_be_hidden()
     assert bodies[-1]['temperature'] == 0.9 and bodies[-1]['max_tokens'] == 48 and bodies[-1]['seed'] == 7
-    OUT.mkdir(exist_ok=True)
-    pg.screenshot(path=str(OUT / 'ui_chat.png'))
+    pg.screenshot(path=str(SHOTS / 'ui_chat_fixture.png'))
     # stop a long reply: the server frees the slot
     pg.click('#new-chat')
     pg.fill('#max_tokens', str(int(pg.get_attribute('#max_tokens', 'max')) - 64))

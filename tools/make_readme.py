@@ -28,7 +28,8 @@ def _text_outputs(cell):
 
 def render(nb_path=ROOT/'nbs'/'index.ipynb'):
     nb = read_nb(nb_path)
-    CaptureShell(nb_path).run_all(nb, exc_stop=True)
+    skip = lambda c: c.cell_type != 'code' or '#| eval: false' in ''.join(c.source)    # nbdev's own meaning
+    CaptureShell(nb_path).run_all(nb, exc_stop=True, preproc=skip)
     parts = []
     for c in nb.cells:
         src = ''.join(c.source)
