@@ -94,9 +94,9 @@ def test_quality_chat_replies_stop_and_read_as_shakespeare(shipped):
     from nanochat.train import chat_eval, eval_prompts, corpus_vocabulary
     model, tok, works, train_w, val_w, log = shipped
     prompts = eval_prompts(val_w, 50)
-    assert len(set(prompts)) >= 45
+    assert len(set(prompts)) == 50
     res = chat_eval(model, tok, prompts, corpus_vocabulary(works), temperature=0.8, max_tokens=256)
     print(f"stop rate {res['stop_rate']:.0%}, corpus-word share {res['word_share']:.1%}")
     assert res['stop_rate'] >= 0.9, [r for r in res['replies'] if r['finish_reason'] != 'stop'][:3]
-    assert res['word_share'] >= 0.9
+    assert res['word_share'] >= 0.85     # random tokens score ~0.43, unigram samples ~0.63
     assert sum(r['reply'].strip() != '' for r in res['replies']) >= 45     # replies say something
