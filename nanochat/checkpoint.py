@@ -146,6 +146,8 @@ def load_state(model, state_dict, file):
 # %% ../nbs/02_checkpoint.ipynb #6e0bad23
 def load_model(path=None, device=None, source='sft', tag=None, step=None, dtype=None):
     "Load any nanochat checkpoint (base dir, checkpoint folder, snapshot, or model file): (model, tokenizer, meta)"
+    if path is not None and (Path(path).expanduser() / 'config.json').is_file() and not any(Path(path).expanduser().glob('model_*.pt')):
+        from nanochat.export import load_hf; return load_hf(Path(path).expanduser(), device, dtype)   # a Hugging Face folder (nanochat export-hf)
     folder, step, tok_dir = find_checkpoint(path, source, tag, step)
     file = folder / f'model_{step:06d}.pt'
     meta = read_meta(folder / f'meta_{step:06d}.json')

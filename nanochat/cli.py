@@ -16,6 +16,7 @@ COMMANDS = {
     'safety-gen': ('nanochat.safety:safety_gen_cli', 'synthesize safety SFT conversations with a teacher model'),
     'mix-sft': ('nanochat.safety:mix_cli', 'mix safety conversations into an SFT file at a given share'),
     'train-demo': ('nanochat.train:demo_cli', 'train the bundled demo model from scratch'),
+    'export-hf': ('nanochat.export:export_hf_cli', 'export a checkpoint as a Hugging Face folder (transformers, vLLM)'),
 }
 
 def _usage():
