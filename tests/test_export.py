@@ -149,3 +149,36 @@ def test_load_model_errors(tmp_path):
     (tmp_path / 'w').rename(out / 'model.safetensors')
     c = json.loads((out / 'config.json').read_text()); (out / 'config.json').write_text(json.dumps({**c, 'model_type': 'llama'}))
     with pytest.raises(ValueError, match="model_type 'llama' is not a nanochat model"): load_model(out)
+
+
+def test_generate_uses_nanochats_cache(tmp_path):
+    "the remote-code model's generate runs on nanochat's KVCache (past the sliding window) and matches the Engine"
+    d = UPSTREAM / 'E4-2026-07' / 'gqa-window'
+    exp = json.loads((d / 'expected.json').read_text())
+    hf = AutoModelForCausalLM.from_pretrained(export_hf(d, tmp_path / 'hf'), trust_remote_code=True).eval()
+    p = exp['prompts'][2]                                   # 280 tokens: longer than the 128-token short window
+    out = hf.generate(torch.tensor([p]), do_sample=False, max_new_tokens=24, return_dict_in_generate=True)
+    assert out.sequences[0, len(p):].tolist() == exp['greedy']['engine_kv_cache'][2]
+    assert type(out.cache).__name__ == 'NanoChatGPTCache' and out.cache.get_seq_length() == len(p) + 23
+
+
+def test_transformers_finetune_comes_back(tmp_path):
+    "E1 native: a step of transformers training, a sharded save_pretrained, then load_model gives transformers' logits"
+    from nanochat.export import from_native_keys
+    d = UPSTREAM / 'E1-2025-10' / 'gqa-window'
+    out = export_hf(d, tmp_path / 'hf')
+    hf = AutoModelForCausalLM.from_pretrained(out)
+    x = torch.tensor([json.loads((d / 'expected.json').read_text())['prompts'][1]])
+    opt = torch.optim.SGD(hf.parameters(), lr=0.5)
+    hf(x, labels=x).loss.backward(); opt.step(); hf.eval()
+    hf.save_pretrained(tmp_path / 'tuned', max_shard_size='20KB')
+    AutoTokenizer.from_pretrained(out).save_pretrained(tmp_path / 'tuned')
+    assert (tmp_path / 'tuned' / 'model.safetensors.index.json').exists()
+    tuned, _, meta = load_model(tmp_path / 'tuned', device='cpu')
+    orig, _, _ = load_model(d, device='cpu')
+    assert meta['era'] == 'E1'
+    with torch.no_grad(): assert (tuned(x) - orig(x)).abs().max() > 1e-2
+    # what comes back is exactly transformers' tuned weights, and computes what transformers does (up to the E1 rotary gap)
+    hsd = from_native_keys(hf.state_dict())
+    assert set(hsd) == set(tuned.state_dict()) and all(torch.equal(v, hsd[k]) for k, v in tuned.state_dict().items())
+    assert max_logit_gap(hf, tuned, x.tolist()) < 1.5e-2
