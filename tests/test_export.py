@@ -68,7 +68,12 @@ def test_transformers_parity(d, tmp_path):
         assert list(ids) == tok.render_for_completion(conv)
         assert tok.encode_special('<|user_start|>') in ids and ids[-1] == tok.encode_special('<|assistant_start|>')
     if d != DEMO_DIR:
+        exp = json.loads((d / 'expected.json').read_text())
         assert list(hft.apply_chat_template(convs[-1]['messages'][:-1], add_generation_prompt=True, return_dict=False)) == prompts[1]
+        for r in exp.get('render', []):      # E4: whole conversations = upstream's render_conversation ids
+            assert list(hft.apply_chat_template(r['conversation']['messages'], return_dict=False)) == r['ids']
+    as_parts = [{**m, 'content': [{'type': 'text', 'text': m['content']}]} if m['role'] != 'assistant' else m for m in CONVS[0]['messages'][:-1]]
+    assert list(hft.apply_chat_template(as_parts, add_generation_prompt=True, return_dict=False)) == tok.render_for_completion(CONVS[0])
     # round trip: load_model reads the folder back, bit-identical
     back, btok, meta = load_model(out, device='cpu')
     assert meta['era'] == model.config.era and btok.enc._mergeable_ranks == tok.enc._mergeable_ranks
