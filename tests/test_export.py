@@ -1,9 +1,11 @@
 """Export to Hugging Face: for all 12 upstream fixtures and the demo model, transformers' logits, tokenizer and chat
 template equal nanochat's; the exported folder loads back with `load_model`; `nanochat export-hf` on the command line."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')      # everything here is local; never reach for the Hub
 
 pytest.importorskip('transformers', reason='the export extra is not installed: pip install "nanochat[export]"')
 from safetensors import safe_open
@@ -97,7 +99,10 @@ def test_dtypes_are_kept_or_cast_on_request(tmp_path):
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {'F32'}
     demo = export_hf(None, tmp_path / 'demo')          # all-bf16 checkpoint: bf16 file, transformers loads bf16 by default
     assert json.loads((demo / 'config.json').read_text())['dtype'] == 'bfloat16'
-    assert AutoModelForCausalLM.from_pretrained(demo, trust_remote_code=True).dtype == torch.bfloat16
+    hf = AutoModelForCausalLM.from_pretrained(demo, trust_remote_code=True).eval()
+    assert hf.dtype == torch.bfloat16
+    m, tok, _ = load_model(None, device='cpu', dtype=torch.bfloat16)    # the same bf16 computation on both sides
+    assert max_logit_gap(hf, m, [tok.render_for_completion(CONVS[0])]) < 1e-6
     with pytest.raises(ValueError, match="dtype='float16'"): export_hf(d, tmp_path / 'x', dtype='float16')
 
 
