@@ -412,7 +412,8 @@ def test_token_probabilities(page, standin):
     expect(pop).to_be_visible(); expect(pop).to_contain_text('5.0%'); expect(pop.locator('tr')).to_have_count(5)
     expect(pop.locator('tr.chosen')).to_have_count(0)              # the stand-in's chosen token at 5% is not in its top 5
     toks.nth(4).hover(); expect(pop).to_contain_text('99%'); expect(pop.locator('tr.chosen')).to_have_count(1)
-    expect(last_reply(page).locator('.meta .stats')).to_contain_text('mean p')
+    ppl = math.exp(-sum(math.log(p) for p in PROBS) / len(PROBS))
+    expect(last_reply(page).locator('.meta .stats')).to_contain_text(f'perplexity {ppl:.1f}')
     page.mouse.move(5, 5); expect(pop).to_be_hidden()
     page.reload()                                                  # the toggle and the logprobs are saved
     expect(page.locator('#probs-toggle')).to_have_attribute('aria-pressed', 'true')

@@ -442,7 +442,7 @@
     if (meta.tokens != null) parts.push(`${meta.tokens} token${meta.tokens === 1 ? "" : "s"}`);
     if (meta.tps != null) parts.push(`${meta.tps.toFixed(1)} tok/s`);
     if (meta.finish) parts.push(`finish: ${meta.finish}`);  // stop | length | stopped by you | error
-    if (meta.meanLp != null) parts.push(`mean p ${pct(meta.meanLp)}`);
+    if (meta.meanLp != null) parts.push(`perplexity ${Math.exp(-meta.meanLp).toFixed(1)}`);   // exp(-mean logprob) of the reply's tokens
     if (meta.note) parts.push(meta.note);
     return parts.join(" · ");
   }
