@@ -25,7 +25,7 @@ s = pg.sliders
 s['temperature'].value, s['top_p'].value, s['max_tokens'].value, s['n'].value = 0.9, 0.8, 40, 3
 pg.generate(wait=True)
 s['n'].value = 1
-pg.compare({'greedy': dict(temperature=0), 'defaults': {}, 'hot': dict(temperature=1.5, top_k=0)}, wait=True)"""
+pg.compare({{'greedy': dict(temperature=0), 'sliders': dict(), 'hot': dict(temperature=1.5, top_k=0)}}, wait=True)"""
 
 def _notebook(path):
     cell = lambda src: dict(cell_type='code', execution_count=None, metadata={}, outputs=[], source=src)
@@ -103,7 +103,7 @@ def test_playground_screenshot(tmp_path):
             # click a token of sample 1: the inspector and the chart show that step
             chart = page.locator('.jupyter-widgets img').first
             before = chart.get_attribute('src')
-            tok = page.locator('.jupyter-widgets button[title="step 5: p="], .jupyter-widgets button[title^="step 5:"]').nth(1)
+            tok = page.locator('.jupyter-widgets button[title^="step 5:"]').first      # the first sample long enough
             tok.scroll_into_view_if_needed(); tok.click()
             page.locator('.jupyter-widgets').get_by_text('nats raw').wait_for(state='visible', timeout=WAIT_MS)
             page.wait_for_function('([el, src]) => el.getAttribute("src") !== src', arg=[chart.element_handle(), before], timeout=WAIT_MS)

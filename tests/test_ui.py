@@ -337,7 +337,10 @@ def test_saved_conversations_survive_reload(page, standin):
     lines = Path(dl.value.path()).read_text().splitlines()
     assert len(lines) == 2 and exported in [json.loads(l) for l in lines]
     # delete (after a confirm): gone, also after reload
-    page.locator('.chat-item', has_text='second chat').get_by_role('button', name=re.compile('^Delete')).click()
+    other = page.locator('.chat-item', has_text='second chat')
+    expect(other.get_by_role('button', name=re.compile('^Delete'))).not_to_be_in_viewport()   # only the open chat shows its actions...
+    other.hover()                                                                            # ... others on hover (or focus)
+    other.get_by_role('button', name=re.compile('^Delete')).click()
     expect(page.locator('.chat-item')).to_have_count(1)
     page.reload(); expect(page.locator('.chat-item')).to_have_count(1)
     # import: a list of conversations becomes that many chats; the last one opens
@@ -351,6 +354,14 @@ def test_saved_conversations_survive_reload(page, standin):
     page.set_input_files('#import-file', files=[{'name': 'bad.json', 'mimeType': 'application/json', 'buffer': b'[{"role": "robot", "content": 1}]'}])
     expect(page.locator('#error')).to_contain_text('Could not import bad.json'); expect(page.locator('#error')).to_contain_text('role')
     expect(page.locator('.chat-item')).to_have_count(3)
+
+def test_storage_full_is_reported(page, standin):
+    "localStorage full: the reply still shows, and the page says the chat could not be saved and what to do"
+    page.evaluate("""() => { let i = 0; for (const size of [1 << 20, 1 << 14, 256]) {
+        const s = 'x'.repeat(size); try { for (;;) localStorage.setItem('junk' + i++, s); } catch (e) {} } }""")
+    send(page, 'hi'); wait_done(page)
+    expect(last_reply(page).locator('.bubble')).to_have_text('Hello from the stand-in.')
+    expect(page.locator('#error')).to_contain_text('Could not save the chats'); expect(page.locator('#error')).to_contain_text('export')
 
 def test_markdown_code_blocks_and_copy(browser, standin):
     standin.reset('md')
@@ -643,8 +654,9 @@ def test_bundled_demo_model_chat(browser):
             expect(last_reply(pg).locator('.bubble')).not_to_have_text('')
             expect(last_reply(pg).locator('.meta .stats')).to_contain_text('finish: stop')
         expect(pg.locator('#error')).to_be_hidden()
+        pg.evaluate('document.getElementById("settings").scrollTop = 0')
+        pg.screenshot(path=str(SHOTS / 'ui_chat.png'))                        # settings open, advanced unfolded
         pg.click('#gear')
-        pg.screenshot(path=str(SHOTS / 'ui_chat.png'))
         # the token view from the real server's logprobs: one span per token, each with its probability and alternatives
         n = int(re.search(r'(\d+) tokens?', last_reply(pg).locator('.meta .stats').inner_text())[1])
         pg.click('#probs-toggle')

@@ -18,9 +18,9 @@
   }
   const store = {
     get(key, dflt) { try { const v = localStorage.getItem("nanochat." + key); return v === null ? dflt : JSON.parse(v); } catch { return dflt; } },
-    set(key, v) {
+    set(key, v, quiet = false) {
       try { localStorage.setItem("nanochat." + key, JSON.stringify(v)); return true; }
-      catch (e) { if (key === "chats") showError("Could not save the chats in this browser (storage full or disabled): delete or export some chats.", { kind: "storage" }); return false; }
+      catch (e) { if (key === "chats" && !quiet) showError("Could not save the chats in this browser (storage full or disabled): delete or export some chats.", { kind: "storage" }); return false; }
     },
   };
   const wide = () => window.matchMedia("(min-width: 721px)").matches;
@@ -220,7 +220,13 @@
     if (c) { c.messages = conversation; c.updated = Date.now(); if (!c.named) c.title = titleOf(c.messages); }
     // an empty reply still streaming is not saved; one with text is saved as it stands
     const plain = chats.map((x) => ({ ...x, messages: x.messages.filter((m) => !m.streaming || m.content).map(({ streaming, ...m }) => m) }));
-    store.set("chats", plain); store.set("current", currentId);
+    if (!store.set("chats", plain, true)) {
+      // localStorage is full (token probabilities take room): keep them only for the open chat, then try again
+      for (const x of plain) if (x.id !== currentId) for (const m of x.messages) delete m.tokens;
+      for (const x of chats) if (x.id !== currentId) for (const m of x.messages) delete m.tokens;
+      store.set("chats", plain);
+    }
+    store.set("current", currentId);
     renderChatList();
   }
   function ensureChat() {
