@@ -448,6 +448,16 @@ def test_edit_resend_and_regenerate(page, standin):
     expect(page.locator('.msg.user .bubble')).to_have_text('changed')
     page.reload(); expect(page.locator('.msg')).to_have_count(2)   # ... also in the saved chat
 
+def test_reload_mid_reply_keeps_partial_text(page, standin):
+    standin.reset('long')
+    send(page, 'go on forever')
+    wait_for(lambda: page.evaluate('(JSON.parse(localStorage.getItem("nanochat.chats")) || [{messages: []}])[0].messages.length') == 2,
+             'the partial reply to be saved')
+    page.reload()
+    expect(last_reply(page).locator('.bubble')).to_contain_text('word word')
+    expect(page.locator('#send')).to_be_enabled(); expect(page.locator('.streaming')).to_have_count(0)
+    wait_for(lambda: get_json(standin.url + '/stats')['slots_busy'] == 0, 'the stand-in to see the reload as a disconnect')
+
 def test_stop_aborts_and_frees_slot(page, standin):
     standin.reset('long')
     send(page, 'go on forever')
@@ -543,8 +553,14 @@ def test_keyboard_only(page, standin):
         assert label.strip(), f'{sel} has no label'
     page.focus('#input'); page.keyboard.type('hello'); page.keyboard.press('Enter'); wait_done(page)
     expect(page.get_by_role('button', name='Regenerate')).to_be_visible()
-    page.click('#probs-toggle'); page.locator('.tok').first.focus()               # tokens are reachable by keyboard
-    expect(page.locator('#tok-pop')).to_be_visible(); page.keyboard.press('Escape'); expect(page.locator('#tok-pop')).to_be_hidden()
+    page.click('#probs-toggle')
+    toks = last_reply(page).locator('.tok')
+    assert [t.get_attribute('tabindex') for t in toks.all()] == ['0'] + ['-1'] * (len(NORMAL) - 1)   # one tab stop per reply
+    toks.first.focus()                                                               # tokens are reachable by keyboard
+    expect(page.locator('#tok-pop')).to_be_visible(); expect(page.locator('#tok-pop')).to_contain_text('90%')
+    page.keyboard.press('ArrowRight'); expect(toks.nth(1)).to_be_focused(); expect(page.locator('#tok-pop')).to_contain_text('50%')
+    page.keyboard.press('End'); expect(toks.nth(len(NORMAL) - 1)).to_be_focused(); expect(page.locator('#tok-pop')).to_contain_text('99%')
+    page.keyboard.press('Escape'); expect(page.locator('#tok-pop')).to_be_hidden()
 
 def header_fits(pg, width):
     "The header is one line, nothing overflows the viewport, and the model menu shows the whole model id"

@@ -394,7 +394,7 @@
   function renderTokens(node, m) {
     node.classList.add("tokens");
     const spans = m.tokens.map((t, i) => {
-      const s = el("span", { class: "tok", tabindex: "0", "data-i": String(i), "data-p": Math.exp(t.lp).toFixed(4),
+      const s = el("span", { class: "tok", tabindex: i === 0 ? "0" : "-1", "data-i": String(i), "data-p": Math.exp(t.lp).toFixed(4),
                              "aria-label": `${t.t} (${pct(t.lp)})`, text: t.t });
       s.style.backgroundColor = probColour(t.lp);    // CSSOM, allowed by the CSP
       return s;
@@ -429,7 +429,17 @@
   let openAtPress = false;
   $("log").addEventListener("pointerdown", (e) => { const s = e.target.closest(".tok"); openAtPress = !!s && popFor === s && !$("tok-pop").hidden; });
   $("log").addEventListener("click", (e) => { const s = e.target.closest(".tok"); if (s) { if (openAtPress) { hidePop(); s.blur(); } else showPop(s); } });
-  $("log").addEventListener("scroll", hidePop);
+  $("log").addEventListener("scroll", (e) => { if (!(document.activeElement && document.activeElement.classList.contains("tok"))) hidePop(); });
+  // one tab stop per reply: the arrow keys (and Home/End) move between its tokens
+  $("log").addEventListener("keydown", (e) => {
+    const s = e.target.closest && e.target.closest(".tok");
+    if (!s) return;
+    const all = [...s.parentNode.querySelectorAll(".tok")], i = all.indexOf(s);
+    const j = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: all.length - 1 }[e.key];
+    if (j === undefined || j < 0 || j >= all.length) return;
+    e.preventDefault();
+    s.tabIndex = -1; all[j].tabIndex = 0; all[j].focus();
+  });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("tok-pop").hidden) hidePop(); });
   function setProbs(on) {
     showProbs = on; store.set("showProbs", on);
@@ -547,7 +557,7 @@
     render(); scrollToEnd();
     const bubble = () => { const n = $("log").lastElementChild; return n && n.querySelector(".bubble"); };
     let chunks = 0, usage = null, finish = null, done = false, t0 = performance.now(), tFirst = null, tEnd = null;
-    let note = "", failed = false, drawPending = false;
+    let note = "", failed = false, drawPending = false, lastSave = Date.now();
     const redraw = () => {
       if (drawPending) return;
       drawPending = true;
@@ -606,6 +616,7 @@
             const event = buf.slice(0, cut); buf = buf.slice(cut + 2);
             const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
             if (data) handle(data);
+            if (Date.now() - lastSave > 1000) { lastSave = Date.now(); saveChats(); }   // a reload mid-reply keeps what came so far
             if (done) break;
           }
         }
