@@ -35,7 +35,7 @@ setup(
     url=cfg['git_url'],
     packages=find_packages(include=['nanochat', 'nanochat.*']),
     include_package_data=True,
-    package_data={'nanochat': ['assets/**/*', 'ui/*']},
+    package_data={'nanochat': ['assets/**/*', 'ui/**/*']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],

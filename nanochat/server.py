@@ -23,7 +23,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 import nanochat
 from .engine import BatchEngine, QueueFull
-from .sampler import SamplingParams
+from .sampler import DEFAULTS, SamplingParams
 from .tokenizer import TokenizerError
 
 log = logging.getLogger('nanochat.server')
@@ -186,11 +186,10 @@ def unsupported(req: ChatCompletionRequest):
 
 def sampling_params(req: _Sampling, vocab_size: int, top_logprobs: int = 0) -> SamplingParams:
     "The request's SamplingParams, validated against the vocab (400 naming the field when invalid)"
-    p = SamplingParams(temperature=1.0 if req.temperature is None else req.temperature,
-                       top_k=None if req.top_k in (None, -1, 0) else req.top_k,
-                       top_p=1.0 if req.top_p is None else req.top_p, min_p=req.min_p or 0.0,
-                       repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
-                       presence_penalty=req.presence_penalty or 0.0, frequency_penalty=req.frequency_penalty or 0.0,
+    d = lambda name: DEFAULTS[name] if getattr(req, name) is None else getattr(req, name)   # unset: the shared DEFAULTS
+    p = SamplingParams(temperature=d('temperature'), top_k=None if d('top_k') in (-1, 0) else d('top_k'),
+                       top_p=d('top_p'), min_p=d('min_p'), repetition_penalty=d('repetition_penalty'),
+                       presence_penalty=d('presence_penalty'), frequency_penalty=d('frequency_penalty'),
                        logit_bias=dict(req.logit_bias) if req.logit_bias else None, seed=req.seed, top_logprobs=top_logprobs)
     try: return p.validate(vocab_size)
     except ValueError as ex:
@@ -488,6 +487,7 @@ async def chat_completion(ctx: _Ctx, body: ChatCompletionRequest, request: Reque
     mt_param = 'max_completion_tokens' if body.max_completion_tokens is not None else 'max_tokens'
     tok = ctx.tok
     prompt = render_chat(tok, body.messages, ctx.max_message_chars)
+    if max_tokens is None: max_tokens = max(1, min(DEFAULTS['max_tokens'], ctx.engine.max_len - len(prompt)))   # unset: the default, clipped to fit
     _budget(ctx, prompt, max_tokens, 'messages')
     n_top = body.top_logprobs or 0
     params = sampling_params(body, tok.get_vocab_size(), n_top)
@@ -678,6 +678,9 @@ def create_app(model_path=None, *, engine: BatchEngine | None = None, model_name
     async def models():
         ctx.check_ready(); return {'object': 'list', 'data': [model_card()]}
 
+    @app.get('/v1/defaults', responses=_ERR, tags=['openai'], summary='The sampling defaults used for unset request fields (nanochat.sampler.DEFAULTS)')
+    async def defaults(): return dict(DEFAULTS)
+
     @app.get('/v1/models/{model_id:path}', responses=_ERR, tags=['openai'], summary='Retrieve a model')
     async def model(model_id: str):
         ctx.check_ready(); ctx.check_model(model_id); return model_card()
@@ -717,6 +720,11 @@ def create_app(model_path=None, *, engine: BatchEngine | None = None, model_name
     async def index():
         f = ui / 'index.html'
         return FileResponse(f) if f.is_file() else HTMLResponse(_NO_UI)
+
+    @app.get('/favicon.ico', include_in_schema=False)
+    async def favicon():
+        f = ui / 'favicon.ico'
+        return FileResponse(f, media_type='image/x-icon') if f.is_file() else Response(status_code=404)
 
     if ui.is_dir(): app.mount('/ui', StaticFiles(directory=ui), name='ui')
 
