@@ -39,22 +39,23 @@ def generate_cli(argv=None):
     "nanochat generate: stream a reply (or a raw continuation) from a model"
     from nanochat.checkpoint import load_model
     from nanochat.engine import Engine
-    from nanochat.sampler import SamplingParams
+    from nanochat.sampler import DEFAULTS, SamplingParams
     ap = argparse.ArgumentParser(prog='nanochat generate', description='Stream a chat reply or a raw continuation.')
     ap.add_argument('prompt', help='the user message (or raw text with --raw)')
     ap.add_argument('--model', default=None, help='checkpoint path (default: the bundled demo model)')
     ap.add_argument('--source', default='sft', help='base, mid, sft or rl (for base dirs)')
     ap.add_argument('--raw', action='store_true', help='continue raw text instead of chatting')
     ap.add_argument('--system', default=None, help='system prompt (merged into the first user turn, as upstream)')
-    ap.add_argument('--max-tokens', type=int, default=256)
-    ap.add_argument('--temperature', type=float, default=0.8)
-    ap.add_argument('--top-k', type=int, default=None)
-    ap.add_argument('--top-p', type=float, default=1.0)
-    ap.add_argument('--min-p', type=float, default=0.0)
+    D = DEFAULTS   # the defaults the server and web UI use too
+    ap.add_argument('--max-tokens', type=int, default=D['max_tokens'])
+    ap.add_argument('--temperature', type=float, default=D['temperature'])
+    ap.add_argument('--top-k', type=int, default=D['top_k'], help='0 = off')
+    ap.add_argument('--top-p', type=float, default=D['top_p'])
+    ap.add_argument('--min-p', type=float, default=D['min_p'])
     ap.add_argument('--seed', type=int, default=None)
     ap.add_argument('--device', default=None)
     a = ap.parse_args(argv)
-    try: params = SamplingParams(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, seed=a.seed).validate()
+    try: params = SamplingParams(temperature=a.temperature, top_k=a.top_k or None, top_p=a.top_p, min_p=a.min_p, seed=a.seed).validate()
     except ValueError as e: ap.error(str(e))
     model, tok, meta = load_model(a.model, device=a.device, source=a.source)
     if a.raw: ids = tok.encode(a.prompt, prepend=tok.get_bos_token_id())
