@@ -67,3 +67,19 @@ def test_ci_script_runs_strict():
     "`.ci/run` installs the system packages, then runs `make test` with CI set, so a missing package fails"
     cmds = [l.strip() for l in (ROOT / '.ci' / 'run').read_text().splitlines() if l.strip() and not l.startswith('#')]
     assert 'export CI="${CI:-true}"' in cmds and cmds.index('make system-deps') < cmds.index('make test'), cmds
+
+def test_jupytext_round_trip_keeps_notebooks_byte_identical(tmp_path):
+    "The editing loop of tools/HELPERS.md (jupytext to percent text and back with --update, then nbdev_clean) changes nothing"
+    assert not (ROOT / 'tools' / 'nbpct.py').exists()      # replaced by jupytext
+    bin_ = Path(sys.executable).parent
+    nbs = sorted((ROOT / 'nbs').glob('*.ipynb'))
+    for nb in nbs: shutil.copy(nb, tmp_path / nb.name)
+    copies = [str(tmp_path / nb.name) for nb in nbs]
+    run = lambda *a: subprocess.run([str(bin_ / a[0]), *a[1:]], check=True, capture_output=True, text=True, timeout=600)
+    run('jupytext', '--to', 'py:percent', '--opt', 'notebook_metadata_filter=-all', '--opt', 'cell_metadata_filter=-all', *copies)
+    text = (tmp_path / '02_checkpoint.py').read_text()
+    assert text.startswith('# %% [markdown]\n# # Checkpoints') and '# %%\n#| default_exp checkpoint' in text
+    run('jupytext', '--to', 'ipynb', '--update', *[c[:-len('.ipynb')] + '.py' for c in copies])
+    run('nbdev_clean', '--fname', str(tmp_path))
+    changed = [nb.name for nb in nbs if (tmp_path / nb.name).read_bytes() != nb.read_bytes()]
+    assert not changed, changed
