@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #925dc676
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, os, sys
 
 # %% auto #0
 __all__ = ['COMMANDS', 'main', 'fail', 'generate_cli']
@@ -32,6 +32,8 @@ def main(argv=None):
         print(f'nanochat: unknown command {argv[0]!r}\n\n{_usage()}', file=sys.stderr); return 2
     mod, fn = COMMANDS[argv[0]][0].split(':')
     try: return getattr(importlib.import_module(mod), fn)(argv[1:]) or 0
+    except BrokenPipeError:                 # `nanochat generate ... | head`: the reader left; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
     except (ValueError, OSError) as e:      # CheckpointError and TokenizerError are ValueErrors
         return fail(argv[0], e)
     except KeyboardInterrupt:

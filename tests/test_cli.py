@@ -65,3 +65,12 @@ def test_train_demo_bad_device(tmp_path):
 def test_unknown_command():
     rc, out, err = run('frobnicate')
     assert rc == 2 and "unknown command 'frobnicate'" in err and 'Traceback' not in err
+
+def test_generate_into_a_closed_pipe_stops_quietly():
+    "`nanochat generate ... | head -c 5`: when the reader leaves, generate stops without a traceback or an error line"
+    p = subprocess.Popen([str(NANOCHAT), 'generate', 'Speak of love', '--max-tokens', '200', '--temperature', '0'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert len(p.stdout.read(5)) == 5
+    p.stdout.close()
+    err = p.stderr.read().decode(); p.wait(timeout=300)
+    assert p.returncode == 141 and 'Traceback' not in err and 'error' not in err, (p.returncode, err)
