@@ -50,13 +50,15 @@ lint-docker: $(STAMP)
 # Debian packages the tests need, as command:package (root or sudo; a no-op when all are present).
 # Without them the browser and redis tests skip with a line naming the package (and fail under CI=true).
 SYSTEM_DEPS ?= chromium:chromium redis-server:redis-server
+# what only the slow tests need (installed by `make system-deps SLOW=1`), e.g. docker:docker.io debootstrap:debootstrap
+SLOW_SYSTEM_DEPS ?=
 system-deps:
-	@missing=""; for d in $(SYSTEM_DEPS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
+	@missing=""; for d in $(SYSTEM_DEPS) $(if $(SLOW),$(SLOW_SYSTEM_DEPS)); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
 	 if [ -n "$$missing" ]; then \
 	   SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	   echo "installing$$missing with apt-get (needs root)"; \
 	   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	 else echo "system packages present:$$(for d in $(SYSTEM_DEPS); do printf ' %s' $${d#*:}; done)"; fi
+	 else echo "system packages present:$$(for d in $(SYSTEM_DEPS) $(if $(SLOW),$(SLOW_SYSTEM_DEPS)); do printf ' %s' $${d#*:}; done)"; fi
 
 test: check-sync check-readme lint-docker
 	NANOCHAT_SLOW=$(SLOW) $(PY) -m pytest $(PYTEST_FLAGS) tests/
