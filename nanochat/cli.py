@@ -40,7 +40,8 @@ def main(argv=None):
         print(f'nanochat {argv[0]}: interrupted', file=sys.stderr); return 130
 
 def fail(command, error, code=2):
-    "Print `nanochat COMMAND: error: ERROR` as one line on stderr; returns `code`"
+    "Print `nanochat COMMAND: error: ERROR` as one line on stderr; returns `code` (NANOCHAT_DEBUG=1: raise `error` instead)"
+    if os.environ.get('NANOCHAT_DEBUG'): raise error
     msg = ' '.join(str(error).split()) or type(error).__name__
     print(f'nanochat {command}: error: {msg}', file=sys.stderr, flush=True)
     return code

@@ -6,10 +6,11 @@ from conftest import ROOT, UPSTREAM
 
 NANOCHAT = Path(sys.executable).parent / 'nanochat'   # the console script `pip install` made
 
-def run(*args, timeout=300):
+def run(*args, timeout=300, **extra_env):
     "Run `nanochat ARGS` as a user would; (exit status, stdout, stderr)"
     env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
-    env.pop('NANOCHAT_TEACHER_BASE_URL', None)
+    for k in ('NANOCHAT_TEACHER_BASE_URL', 'NANOCHAT_DEBUG'): env.pop(k, None)
+    env.update(extra_env)
     p = subprocess.run([str(NANOCHAT), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr
 
@@ -31,6 +32,10 @@ def test_generate_missing_model():
     rc, out, err = run('generate', 'hi', '--model', '/does-not-exist')
     assert rc == 2 and out == ''
     one_line(err, 'nanochat generate: error: /does-not-exist: no such file or folder')
+
+def test_debug_shows_the_traceback():
+    rc, out, err = run('generate', 'hi', '--model', '/does-not-exist', NANOCHAT_DEBUG='1')
+    assert rc != 0 and 'Traceback' in err and 'CheckpointError: /does-not-exist: no such file or folder' in err
 
 def test_generate_poisoned_model(poisoned):
     rc, out, err = run('generate', 'hi', '--model', str(poisoned))
