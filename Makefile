@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SLOW ?=
-PYTEST_FLAGS ?= -q -rs
+PYTEST_FLAGS ?= -q
+# torch: pinned; auto = a local torch wheel pip finds (our build machines), else the CPU build from the PyTorch
+# CPU index. TORCH_INDEX=pypi (stock PyPI: the CUDA build on Linux, GBs) or an index URL (e.g. .../whl/cu128).
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= auto
+# extras of the package (settings.ini): make test needs all of them
+EXTRAS ?= all,dev
 
 .PHONY: serve test venv export check-sync readme check-readme lint-docker system-deps demo-model bench clean test-slow vendor-ui
 
@@ -16,10 +22,10 @@ venv: $(STAMP)
 $(PY):
 	python3 -m venv $(VENV)
 
-# torch first, pinned, and only when missing: a range would pull GBs of CUDA wheels on a CPU box.
+# torch first and only when missing (tools/install_torch.py says which build it picks and why)
 $(STAMP): $(PY) setup.py settings.ini
-	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
-	$(PIP) install -e ".[dev]"
+	$(PY) tools/install_torch.py --version $(TORCH_VERSION) --index $(TORCH_INDEX)
+	$(PIP) install -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 serve: $(STAMP)
@@ -28,12 +34,9 @@ serve: $(STAMP)
 export: $(STAMP)
 	$(VENV)/bin/nbdev_export
 
-# (a) notebooks and library in sync: exporting must not change anything under nanochat/
-check-sync: export
-	@if [ -n "$$(git status --porcelain -- nanochat/)" ]; then \
-	  echo "nanochat/ differs from what nbs/ exports (run nbdev_export and commit both):"; \
-	  git status --porcelain -- nanochat/; git --no-pager diff --stat -- nanochat/; exit 1; fi
-	@echo "notebooks and nanochat/ are in sync"
+# (a) notebooks and library in sync: export into a temporary copy and compare; reports (never overwrites) hand edits
+check-sync: $(STAMP)
+	$(PY) tools/check_sync.py
 
 readme: $(STAMP)
 	$(PY) tools/make_readme.py
@@ -44,13 +47,18 @@ check-readme: $(STAMP)
 lint-docker: $(STAMP)
 	@if [ -f Dockerfile ]; then $(VENV)/bin/hadolint Dockerfile && echo "Dockerfile: hadolint clean"; fi
 
-# Debian packages the browser and redis tests need (root or sudo; no-op when present)
+# Debian packages the tests need, as command:package (root or sudo; a no-op when all are present).
+# Without them the browser and redis tests skip with a line naming the package (and fail under CI=true).
+SYSTEM_DEPS ?= chromium:chromium redis-server:redis-server
+# what only the slow tests need (installed by `make system-deps SLOW=1`), e.g. docker:docker.io debootstrap:debootstrap
+SLOW_SYSTEM_DEPS ?=
 system-deps:
-	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
-	 command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	@missing=""; for d in $(SYSTEM_DEPS) $(if $(SLOW),$(SLOW_SYSTEM_DEPS)); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
 	 if [ -n "$$missing" ]; then \
 	   SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; fi
+	   echo "installing$$missing with apt-get (needs root)"; \
+	   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	 else echo "system packages present:$$(for d in $(SYSTEM_DEPS) $(if $(SLOW),$(SLOW_SYSTEM_DEPS)); do printf ' %s' $${d#*:}; done)"; fi
 
 test: check-sync check-readme lint-docker
 	NANOCHAT_SLOW=$(SLOW) $(PY) -m pytest $(PYTEST_FLAGS) tests/
