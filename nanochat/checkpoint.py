@@ -11,8 +11,9 @@ from .model import GPT, GPTConfig, ERAS
 from .tokenizer import Tokenizer
 
 # %% auto #0
-__all__ = ['SOURCES', 'DEMO_DIR', 'CheckpointError', 'detect_era', 'strip_compile_prefix', 'find_checkpoint', 'default_device',
-           'default_dtype', 'read_state_dict', 'read_meta', 'config_from', 'load_state', 'load_model', 'greedy_naive',
+__all__ = ['SOURCES', 'DEMO_DIR', 'CONFIG_BOUNDS', 'SAFE_GLOBALS', 'CheckpointError', 'detect_era', 'strip_compile_prefix',
+           'read_meta', 'check_config', 'find_checkpoint', 'default_device', 'default_dtype', 'code_in_checkpoint',
+           'read_state_dict', 'config_from', 'check_state', 'load_state', 'load_model', 'greedy_naive',
            'save_checkpoint']
 
 # %% ../nbs/02_checkpoint.ipynb #460272b8
@@ -40,6 +41,47 @@ def detect_era(state_dict):
 def strip_compile_prefix(state_dict):
     "Remove the `_orig_mod.` prefix torch.compile adds to keys"
     return {k.removeprefix('_orig_mod.'): v for k, v in state_dict.items()}
+
+# %% ../nbs/02_checkpoint.ipynb #f0068360
+def read_meta(file):
+    "The meta_*.json next to a checkpoint: a JSON object with a `model_config` object"
+    file = Path(file)
+    if not file.exists(): raise CheckpointError(f'{file}: missing (nanochat writes meta_<step>.json next to model_<step>.pt)')
+    if not file.is_file(): raise CheckpointError(f'{file}: is a folder, not the JSON file nanochat writes next to model_<step>.pt')
+    if file.stat().st_size > 16 << 20: raise CheckpointError(f'{file}: {file.stat().st_size} bytes is far too large for a meta file (they hold a few hundred)')
+    try: text = file.read_bytes().decode('utf-8')
+    except OSError as e: raise CheckpointError(f'{file}: cannot be read ({e.strerror})') from None
+    except UnicodeDecodeError as e: raise CheckpointError(f'{file}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}): not a meta file') from None
+    try: meta = json.loads(text)
+    except json.JSONDecodeError as e: raise CheckpointError(f'{file}: not valid JSON ({e})') from None
+    if not isinstance(meta, dict): raise CheckpointError(f'{file}: holds a JSON {type(meta).__name__}, not the object with model_config nanochat writes')
+    if not isinstance(meta.get('model_config'), dict): raise CheckpointError(f'{file}: has no model_config object')
+    return meta
+
+CONFIG_BOUNDS = {'sequence_len': 1 << 16, 'vocab_size': 1 << 21, 'n_layer': 256, 'n_head': 256, 'n_kv_head': 256, 'n_embd': 1 << 15}
+
+def check_config(mc, state_dict=None, file='checkpoint'):
+    "Raise CheckpointError unless model_config `mc` is sane and matches the tensors of `state_dict` (when given)"
+    for k, hi in CONFIG_BOUNDS.items():
+        if k not in mc: continue
+        v = mc[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise CheckpointError(f'{file}: model_config.{k}={json.dumps(v)[:40]} is not a number: expected an integer in 1..{hi}')
+        if not 1 <= v <= hi: raise CheckpointError(f'{file}: model_config.{k}={v:g} is out of range: expected an integer in 1..{hi}')
+        if v != int(v) or isinstance(v, float): raise CheckpointError(f'{file}: model_config.{k}={v!r} is not an integer')
+    wp = mc.get('window_pattern', 'L')
+    if not isinstance(wp, str) or not 1 <= len(wp) <= 256:
+        raise CheckpointError(f'{file}: model_config.window_pattern={json.dumps(wp)[:40]}: expected a short string of S and L')
+    if state_dict is None: return
+    wte = state_dict['transformer.wte.weight']
+    have = {'n_embd': wte.shape[1] if wte.ndim == 2 else None,
+            'n_layer': len({k.split('.')[2] for k in state_dict if k.startswith('transformer.h.')})}
+    ck = state_dict.get('transformer.h.0.attn.c_k.weight')
+    if ck is not None and mc.get('n_embd') and mc.get('n_head') and mc['n_embd'] % mc['n_head'] == 0:
+        have['n_kv_head'] = ck.shape[0] // (mc['n_embd'] // mc['n_head'])
+    for k, v in have.items():
+        if k in mc and v is not None and mc[k] != v:
+            raise CheckpointError(f'{file}: model_config.{k}={mc[k]} but the weights (model_*.pt) have {k}={v}: meta and weights do not belong together')
 
 # %% ../nbs/02_checkpoint.ipynb #18e54454
 def _steps(folder):
@@ -82,6 +124,9 @@ def find_checkpoint(path=None, source='sft', tag=None, step=None):
     tok = next((d for d in (folder, folder / 'tokenizer', folder.parent.parent / 'tokenizer', folder.parent / 'tokenizer')
                 if (d / 'tokenizer.pkl').exists()), None)
     if tok is None: raise CheckpointError(f'{folder}: no tokenizer.pkl next to it or in its base dir tokenizer/ folder')
+    file, meta_file = folder / f'model_{step:06d}.pt', folder / f'meta_{step:06d}.json'
+    if not file.is_file(): raise CheckpointError(f'{file}: is a folder, not a file: a model_<step>.pt must be the file torch.save wrote')
+    check_config(read_meta(meta_file)['model_config'], None, meta_file)   # cheap: a bad meta fails here, before any weights are read
     return folder, step, tok
 
 # %% ../nbs/02_checkpoint.ipynb #d2c612d2
@@ -96,27 +141,54 @@ def default_dtype(device):
     device = torch.device(device)
     return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else torch.float32
 
+def _pickle_globals(data):
+    "Every `module.name` a pickle would import, read with pickletools (nothing runs)"
+    import pickletools
+    found, strings, memo = [], [], {}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ('GLOBAL', 'INST'): found.append(arg.replace(' ', '.'))
+            elif op.name == 'STACK_GLOBAL' and len(strings) >= 2: found.append(f'{strings[-2]}.{strings[-1]}')
+            elif isinstance(arg, str) and 'UNICODE' in op.name or op.name in ('STRING', 'BINSTRING', 'SHORT_BINSTRING'): strings.append(arg)
+            elif op.name == 'MEMOIZE' and strings: memo[len(memo)] = strings[-1]
+            elif op.name in ('PUT', 'BINPUT', 'LONG_BINPUT') and strings: memo[arg] = strings[-1]
+            elif op.name in ('GET', 'BINGET', 'LONG_BINGET') and arg in memo: strings.append(memo[arg])
+    except Exception: pass    # a truncated pickle: what was read so far is what we have
+    return found
+
+SAFE_GLOBALS = ('torch.', 'collections.OrderedDict', '_codecs.encode', 'builtins.set', 'builtins.frozenset', 'builtins.bytearray')
+
+def code_in_checkpoint(file):
+    "The imports in `file`'s pickle that no plain tensor checkpoint makes (e.g. ['posix.system']); [] when none"
+    with open(file, 'rb') as fh: head = fh.read(4)
+    try:
+        if head == b'PK\x03\x04':
+            with zipfile.ZipFile(file) as z:
+                pkls = [n for n in z.namelist() if n.endswith('data.pkl')]
+                data = z.read(pkls[0])[:64 << 20] if pkls else b''
+        else:
+            with open(file, 'rb') as fh: data = fh.read(64 << 20)
+    except (zipfile.BadZipFile, OSError, KeyError): return []
+    return [g for g in _pickle_globals(data) if not g.startswith(SAFE_GLOBALS)]
+
 def read_state_dict(file):
-    "Load a state_dict safely, with a clear error for missing, truncated or foreign files"
+    "Load a state_dict safely, with a clear error for missing, truncated, foreign or code-carrying files"
     file = Path(file)
     if not file.exists(): raise CheckpointError(f'{file}: missing')
+    if not file.is_file(): raise CheckpointError(f'{file}: is a folder, not a file: a model_<step>.pt must be the file torch.save wrote')
     try: sd = torch.load(file, map_location='cpu', weights_only=True)
     except Exception as e:
-        with open(file, 'rb') as fh: magic = fh.read(4)
+        if code := code_in_checkpoint(file):
+            raise CheckpointError(f'{file}: holds code (its pickle calls {", ".join(sorted(set(code))[:3])}) and was refused: '
+                                  'a nanochat checkpoint holds only tensors; delete it unless you know why it carries code') from None
+        try:
+            with open(file, 'rb') as fh: magic = fh.read(4)
+        except OSError as oe: raise CheckpointError(f'{file}: cannot be read ({oe.strerror})') from None
         kind = 'truncated or corrupt' if magic == b'PK\x03\x04' else 'not a torch checkpoint'
         raise CheckpointError(f'{file}: {kind} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}); re-download or re-save it') from None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f'{file}: does not hold a state_dict of tensors: not a nanochat checkpoint')
     return {k: (v.float() if v.dtype in (torch.bfloat16, torch.float16) else v) for k, v in strip_compile_prefix(sd).items()}
-
-def read_meta(file):
-    "The meta_*.json next to a checkpoint"
-    file = Path(file)
-    if not file.exists(): raise CheckpointError(f'{file}: missing (nanochat writes meta_<step>.json next to model_<step>.pt)')
-    try: meta = json.loads(file.read_text())
-    except json.JSONDecodeError as e: raise CheckpointError(f'{file}: not valid JSON ({e})') from None
-    if not isinstance(meta.get('model_config'), dict): raise CheckpointError(f'{file}: has no model_config')
-    return meta
 
 # %% ../nbs/02_checkpoint.ipynb #233da9a2
 def config_from(state_dict, meta, file='checkpoint'):
@@ -125,22 +197,29 @@ def config_from(state_dict, meta, file='checkpoint'):
     mc = dict(meta['model_config'])
     unknown = set(mc) - {'sequence_len', 'vocab_size', 'n_layer', 'n_head', 'n_kv_head', 'n_embd', 'window_pattern'}
     mc = {k: v for k, v in mc.items() if k not in unknown}
+    check_config(mc, state_dict, file)
+    mc = {k: (int(v) if k in CONFIG_BOUNDS else v) for k, v in mc.items()}
     rows = state_dict['transformer.wte.weight'].shape[0]
-    cfg = GPTConfig.for_era(era, **mc)
+    try: cfg = GPTConfig.for_era(era, **mc)
+    except ValueError as e: raise CheckpointError(f'{file}: model_config: {e}') from None
     if rows != cfg.padded_vocab_size:
         if rows >= cfg.vocab_size and era != 'E1': cfg.pad_vocab_to = rows if rows % 64 else 64
         if rows != cfg.padded_vocab_size:
             raise CheckpointError(f'{file}: embedding has {rows} rows but model_config says vocab_size={cfg.vocab_size}')
     return cfg
 
-def load_state(model, state_dict, file):
-    "load_state_dict with an error listing missing and unexpected keys"
+def check_state(model, state_dict, file):
+    "Raise CheckpointError listing missing and unexpected keys and differing shapes (works on a meta-device model)"
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
     if missing or unexpected:
         raise CheckpointError(f'{file}: keys do not match a {model.config.era} nanochat GPT: missing {missing[:8]}, unexpected {unexpected[:8]}')
     bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items() if v.shape != own[k].shape]
     if bad: raise CheckpointError(f'{file}: shapes differ from model_config: {bad[:4]} (file, expected)')
+
+def load_state(model, state_dict, file):
+    "load_state_dict with an error listing missing and unexpected keys"
+    check_state(model, state_dict, file)
     model.load_state_dict(state_dict, strict=True)
 
 # %% ../nbs/02_checkpoint.ipynb #6e0bad23
@@ -150,14 +229,16 @@ def load_model(path=None, device=None, source='sft', tag=None, step=None, dtype=
         from nanochat.export import load_hf; return load_hf(Path(path).expanduser(), device, dtype)   # a Hugging Face folder (nanochat export-hf)
     folder, step, tok_dir = find_checkpoint(path, source, tag, step)
     file = folder / f'model_{step:06d}.pt'
-    meta = read_meta(folder / f'meta_{step:06d}.json')
+    meta_file = folder / f'meta_{step:06d}.json'
+    meta = read_meta(meta_file)
     sd = read_state_dict(file)
-    cfg = config_from(sd, meta, file)
+    cfg = config_from(sd, meta, meta_file)
     tokenizer = Tokenizer.from_directory(tok_dir)
     if tokenizer.get_vocab_size() != cfg.vocab_size:
         raise CheckpointError(f'{file}: model vocab_size={cfg.vocab_size} but {tok_dir}/tokenizer.pkl has {tokenizer.get_vocab_size()} tokens: '
                               'model and tokenizer come from different runs')
     with torch.device('meta'): model = GPT(cfg)
+    check_state(model, sd, file)                    # before anything is allocated
     model.to_empty(device='cpu')
     load_state(model, sd, file)
     model.init_rotary()

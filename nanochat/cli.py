@@ -4,10 +4,10 @@
 
 # %% ../nbs/09_cli.ipynb #925dc676
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, os, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main', 'generate_cli']
+__all__ = ['COMMANDS', 'main', 'fail', 'generate_cli']
 
 # %% ../nbs/09_cli.ipynb #c3f49ba0
 COMMANDS = {
@@ -32,7 +32,20 @@ def main(argv=None):
     if argv[0] not in COMMANDS:
         print(f'nanochat: unknown command {argv[0]!r}\n\n{_usage()}', file=sys.stderr); return 2
     mod, fn = COMMANDS[argv[0]][0].split(':')
-    return getattr(importlib.import_module(mod), fn)(argv[1:]) or 0
+    try: return getattr(importlib.import_module(mod), fn)(argv[1:]) or 0
+    except BrokenPipeError:                 # `nanochat generate ... | head`: the reader left; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
+    except (ValueError, OSError) as e:      # CheckpointError and TokenizerError are ValueErrors
+        return fail(argv[0], e)
+    except KeyboardInterrupt:
+        print(f'nanochat {argv[0]}: interrupted', file=sys.stderr); return 130
+
+def fail(command, error, code=2):
+    "Print `nanochat COMMAND: error: ERROR` as one line on stderr; returns `code` (NANOCHAT_DEBUG=1: raise `error` instead)"
+    if os.environ.get('NANOCHAT_DEBUG'): raise error
+    msg = ' '.join(str(error).split()) or type(error).__name__
+    print(f'nanochat {command}: error: {msg}', file=sys.stderr, flush=True)
+    return code
 
 # %% ../nbs/09_cli.ipynb #82a3934a
 def generate_cli(argv=None):
@@ -57,7 +70,8 @@ def generate_cli(argv=None):
     a = ap.parse_args(argv)
     try: params = SamplingParams(temperature=a.temperature, top_k=a.top_k or None, top_p=a.top_p, min_p=a.min_p, seed=a.seed).validate()
     except ValueError as e: ap.error(str(e))
-    model, tok, meta = load_model(a.model, device=a.device, source=a.source)
+    try: model, tok, meta = load_model(a.model, device=a.device, source=a.source)
+    except (ValueError, OSError, RuntimeError) as e: return fail('generate', e)   # RuntimeError: e.g. --device cuda without CUDA
     if a.raw: ids = tok.encode(a.prompt, prepend=tok.get_bos_token_id())
     else:
         msgs = ([{'role': 'system', 'content': a.system}] if a.system else []) + [{'role': 'user', 'content': a.prompt}]
