@@ -139,7 +139,7 @@ def test_endpoint_nanochat_serve(serve, tmp_path, capsys, monkeypatch):
     # a wrong key: one line that says what to fix
     assert safety_eval_cli(['--out', str(tmp_path / 'f'), '--base-url', serve, '--model', 'nanochat-demo', '--per-group', '1']) == 2
     err = capsys.readouterr().err
-    assert 'HTTP 401' in err and 'API key' in err and 'Traceback' not in err, err
+    assert 'HTTP 401' in err and 'check the API key' in err and 'Traceback' not in err, err
     with pytest.raises(EndpointError, match='HTTP 401'):
         generate_endpoint(['hi'], serve, 'nanochat-demo', api_key='sk-wrong')
 
