@@ -213,3 +213,27 @@ def test_cli_demo_full(tmp_path):
     rows, s = check_outputs(tmp_path / 'e', 468)
     assert Counter(r['kind'] for r in rows) == {'harmful': 208, 'benign': 260}
     assert s['scores']['errors'] == 0 and s['seconds']['generate'] < time.monotonic() - t
+
+
+def test_make_safety_study_target():
+    "The Makefile target passes the safety file as a named input (dry run: nothing is trained)"
+    r = subprocess.run(['make', '-n', 'safety-study', 'SAFETY=my/safety.jsonl', 'ARGS=--tiny', f'STAMP={__file__}'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert '-m nanochat.safety_study --safety my/safety.jsonl --tiny' in r.stdout
+
+
+@pytest.mark.slow
+def test_safety_study_tiny_all_arms(tmp_path):
+    "`python -m nanochat.safety_study --tiny`: all five arms, the files, the table (a pipeline check, not a result)"
+    r = subprocess.run([PY, '-m', 'nanochat.safety_study', '--safety', str(ROOT / 'outputs' / 'safety_example' / 'safety_conversations.jsonl'),
+                        '--tiny', '--out', str(tmp_path / 's'), '--work-dir', str(tmp_path / 'base'), '--eval-max-tokens', '8'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=3000)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / 's' / 'results.json').read_text())
+    assert [a['share'] for a in res['arms']] == [0.0, 0.01, 0.03, 0.1, 0.3]
+    assert sorted(p.name for p in (tmp_path / 's' / 'arms').iterdir()) == sorted(
+        f'share_{s}.json' for s in ('0', '1', '3', '10', '30'))
+    assert (tmp_path / 's' / 'study.png').read_bytes()[:4] == b'\x89PNG' and 'Chosen share' in r.stdout
+    r = subprocess.run([PY, '-m', 'nanochat.safety_study', '--safety', str(tmp_path / 'missing.jsonl')], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and 'nanochat safety-gen' in r.stderr and 'Traceback' not in r.stderr
