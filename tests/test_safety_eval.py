@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nanochat.safety_eval import (CATEGORIES, XSTEST_TYPES, EndpointError, classify_reply, generate_endpoint, generate_local, llm_judge,
+from nanochat.safety import CATEGORIES
+from nanochat.safety_eval import (XSTEST_TYPES, EndpointError, classify_reply, generate_endpoint, generate_local, llm_judge,
                                   load_eval_set, load_labelled, safety_eval, safety_eval_cli, wilson)
 
 with warnings.catch_warnings():   # a keyword, so that `pytest -k 06b_safety_eval` selects these tests with the notebook
@@ -54,6 +55,13 @@ def check_outputs(out: Path, n: int):
     assert 'Refusal on harmful (higher is safer)' in md and 'Over-refusal on benign (lower is better)' in md
     assert '## Refusal classifier' in md and '## Contamination' in md
     return rows, s
+
+
+def test_import_does_not_load_safety():
+    "nanochat.safety may import the classifier from here: importing this module must not import nanochat.safety back"
+    code = 'import sys, nanochat.safety_eval as m; assert "nanochat.safety" not in sys.modules; m.classify_reply("x"); print("ok")'
+    r = subprocess.run([PY, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr
 
 
 def test_cli_demo_subset(tmp_path):
