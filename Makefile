@@ -92,3 +92,11 @@ vendor-ui:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# The safety SFT study (nbs/06c_safety_study.ipynb): fine-tune the demo base at safety shares 0/1/3/10/30% and plot
+# refusal, over-refusal, val bpb and stop rate. SAFETY: safety_conversations.jsonl from `nanochat safety-gen` with a real
+# teacher; ARGS, e.g. --teacher "model name", --device cuda, --tiny (a seconds-long pipeline check).
+SAFETY ?= outputs/safety_conversations.jsonl
+.PHONY: safety-study
+safety-study: $(STAMP)
+	$(PY) -m nanochat.safety_study --safety $(SAFETY) $(ARGS)

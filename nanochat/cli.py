@@ -15,6 +15,7 @@ COMMANDS = {
     'generate': ('nanochat.cli:generate_cli', 'generate text or a chat reply from the command line'),
     'safety-gen': ('nanochat.safety:safety_gen_cli', 'synthesize safety SFT conversations with a teacher model'),
     'mix-sft': ('nanochat.safety:mix_cli', 'mix safety conversations into an SFT file at a given share'),
+    'safety-eval': ('nanochat.safety_eval:safety_eval_cli', 'refusal and over-refusal of a model, with intervals, per category'),
     'train-demo': ('nanochat.train:demo_cli', 'train the bundled demo model from scratch'),
     'export-hf': ('nanochat.export:export_hf_cli', 'export a checkpoint as a Hugging Face folder (transformers, vLLM)'),
 }
