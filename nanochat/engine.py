@@ -8,12 +8,13 @@ import ast, asyncio, codecs, itertools, math, operator, queue, threading, time, 
 from collections import deque
 from dataclasses import dataclass, field
 import torch
-from .model import KVCache
-from .sampler import SamplingParams, sample, make_generator
+from collections import OrderedDict
+from .model import KVCache, SeqKV, Packed
+from .sampler import SamplingParams, sample, make_generator, _sample, _Batch
 
 # %% auto #0
 __all__ = ['MAX_EXPR_CHARS', 'MAX_DEPTH', 'MAX_DIGITS', 'MAX_STR', 'calculator', 'Utf8Stream', 'StopMatcher', 'StreamEvent',
-           'QueueFull', 'Request', 'Scheduler', 'Completion', 'Engine', 'BatchEngine']
+           'QueueFull', 'Request', 'PrefixCache', 'Scheduler', 'Completion', 'Engine', 'BatchEngine']
 
 # %% ../nbs/04_engine.ipynb #a3acf229
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -100,7 +101,7 @@ class StopMatcher:
         out, self.buf = self.buf, ''
         return out
 
-# %% ../nbs/04_engine.ipynb #32efc199
+# %% ../nbs/04_engine.ipynb #d80dd9a2
 @dataclass
 class StreamEvent:
     "One step of one sample"
@@ -112,6 +113,7 @@ class StreamEvent:
     index: int = 0                       # which of the request's samples
     forced: bool = False                 # a tool-output token, not sampled
     error: str | None = None
+    prompt_logprobs: list | None = None  # on a sample's first event, when asked: [None, (logprob, [(id, lp), ...]), ...]
 
 class QueueFull(RuntimeError):
     "The engine's waiting queue is full: retry later"
@@ -126,19 +128,25 @@ class _Seq:
     forced: deque = field(default_factory=deque)
     py: list | None = None
     finish: str | None = None
+    matcher: object = None               # the request's constraint, one per sample
+    limit: int = 0                       # prompt + generated tokens this sequence may reach (its KV reservation)
+    first: bool = True
     def __post_init__(self):
         self.utf8, self.stopper = Utf8Stream(), StopMatcher(self.req.stop)
 
-# %% ../nbs/04_engine.ipynb #8c1569c2
+# %% ../nbs/04_engine.ipynb #34e7c355
 class Request:
     "A generation request: iterate it for StreamEvents (sync or async); `cancel()` frees its slots"
-    def __init__(self, prompt, max_tokens=None, stop=None, params=None, n=1):
+    def __init__(self, prompt, max_tokens=None, stop=None, params=None, n=1, constraint=None, prompt_logprobs=None):
         self.id, self.prompt, self.n = uuid.uuid4().hex, list(prompt), n
         self.max_tokens, self.stop = max_tokens, stop
         self.params = params or SamplingParams()
+        self.constraint, self.n_prompt_logprobs = constraint, prompt_logprobs
+        self.prompt_logprobs = None          # the prompt's logprobs, once prefilled (when asked)
         self.cancelled, self.done = False, False
         self.t_submit = time.monotonic(); self.t_start = self.t_first = self.t_end = None
         self.completion_tokens, self.finish_reasons = 0, [None] * n
+        self.cached_tokens = 0               # prompt tokens whose KV came from the prefix cache
         try: self._loop = asyncio.get_running_loop()
         except RuntimeError: self._loop = None
         self._q = asyncio.Queue() if self._loop else queue.Queue()
@@ -154,7 +162,7 @@ class Request:
     def _push(self, ev):
         if ev is not None:
             if ev.token is not None and ev.error is None: self.completion_tokens += 1
-            if self.t_first is None and ev.token is not None: self.t_first = time.monotonic()
+            if self.t_first is None and (ev.token is not None or ev.finish_reason == 'length'): self.t_first = time.monotonic()
             if ev.finish_reason:
                 self.finish_reasons[ev.index] = ev.finish_reason
                 self._open -= 1
@@ -175,21 +183,105 @@ class Request:
         if self._loop is None: raise RuntimeError('this request was made outside an event loop: use `for`')
         while (ev := await self._q.get()) is not None: yield ev
 
-# %% ../nbs/04_engine.ipynb #818c4dc8
+# %% ../nbs/04_engine.ipynb #ae097b56
+class PrefixCache:
+    "KV of full token blocks keyed by a hash of the whole prefix up to each block's end; LRU eviction"
+    def __init__(self, max_tokens: int, block_size: int = 16):
+        if block_size < 1: raise ValueError(f'block_size={block_size}: must be at least 1')
+        self.bs, self.max_blocks = block_size, max(int(max_tokens), 0) // block_size
+        self.blocks = OrderedDict()          # key -> (block tokens, k (L, H, bs, D), v)
+        self.queried = self.hit = self.evicted = 0
+
+    def _keys(self, tokens, n_blocks):
+        h, keys = 0, []
+        for i in range(n_blocks):
+            blk = tuple(tokens[i * self.bs:(i + 1) * self.bs])
+            h = hash((h, blk)); keys.append((h, blk))
+        return keys
+
+    @property
+    def tokens(self): return len(self.blocks) * self.bs
+
+    @property
+    def nbytes(self): return sum(k.nbytes + v.nbytes for _, k, v in self.blocks.values())
+
+    def lookup(self, tokens, limit=None):
+        "K and V (L, H, n, D) of the longest cached prefix of `tokens` in whole blocks (at most `limit` tokens), or None"
+        limit = len(tokens) if limit is None else min(limit, len(tokens))
+        self.queried += len(tokens)
+        if not self.max_blocks or limit < self.bs: return None
+        found = []
+        for key, blk in self._keys(tokens, limit // self.bs):
+            e = self.blocks.get(key)
+            if e is None or e[0] != blk: break
+            found.append(key)
+        if not found: return None
+        for key in reversed(found): self.blocks.move_to_end(key)   # the first blocks end up most recent: leaves go first
+        self.hit += len(found) * self.bs
+        ks, vs = zip(*[self.blocks[key][1:] for key in found])
+        return torch.cat(ks, 2), torch.cat(vs, 2)
+
+    def insert(self, tokens, k, v, n_tokens=None):
+        "Store the full blocks of `tokens` whose keys/values `k`, `v` (L, H, >= n_tokens, D) hold"
+        if not self.max_blocks: return
+        n = len(tokens) if n_tokens is None else min(n_tokens, len(tokens))
+        keys = self._keys(tokens, n // self.bs)
+        for i, (key, blk) in enumerate(keys):
+            if key not in self.blocks:
+                sl = slice(i * self.bs, (i + 1) * self.bs)
+                self.blocks[key] = (blk, k[:, :, sl].clone(), v[:, :, sl].clone())
+        for key, _ in reversed(keys): self.blocks.move_to_end(key)
+        self.evict(self.tokens - self.max_blocks * self.bs)
+
+    def evict(self, n_tokens):
+        "Drop least recently used blocks until `n_tokens` are freed (or the cache is empty)"
+        while n_tokens > 0 and self.blocks:
+            self.blocks.popitem(last=False); self.evicted += 1; n_tokens -= self.bs
+
+    def stats(self):
+        return dict(prefix_cache_blocks=len(self.blocks), prefix_cache_tokens=self.tokens,
+                    prefix_cache_capacity_tokens=self.max_blocks * self.bs, prefix_cache_queried_tokens=self.queried,
+                    prefix_cache_hit_tokens=self.hit, prefix_cache_evicted_blocks=self.evicted,
+                    prefix_cache_hit_rate=round(self.hit / self.queried, 4) if self.queried else 0.0)
+
+# %% ../nbs/04_engine.ipynb #cd49fffc
+@dataclass
+class _Prefill:
+    req: 'Request'
+    kv: object            # SeqKV
+    reserve: int          # tokens each sample may reach
+    done: int = 0         # prompt tokens whose KV is computed
+    plp: list | None = None
+
 class Scheduler:
-    "Slots, prefill and batched decode over one KV cache; `step()` is one round of work"
-    def __init__(self, model, tokenizer, n_slots=8, max_len=None, prefill_chunk=256):
+    "Batched chunked prefill and decode over a KV cache that grows with use, with a prefix cache; `step()` is one round"
+    def __init__(self, model, tokenizer, n_slots=8, max_len=None, prefill_chunk=512, kv_cache_tokens=None,
+                 prefix_cache_tokens=None, block_size=16):
         self.model, self.tok, self.n_slots = model, tokenizer, n_slots
         self.max_len = min(max_len or model.config.sequence_len, model.config.sequence_len)
-        self.cache = KVCache.for_model(model, n_slots, self.max_len)
+        if prefill_chunk < 1: raise ValueError(f'prefill_chunk={prefill_chunk}: must be at least 1')
+        self.step_tokens = prefill_chunk
+        self.kv_cap = int(kv_cache_tokens) if kv_cache_tokens else n_slots * self.max_len + self.max_len
+        if self.kv_cap < 2: raise ValueError(f'kv_cache_tokens={kv_cache_tokens}: must be at least 2')
+        self.cache = KVCache.for_model(model, 0, 0)
+        self.prefix = PrefixCache(self.kv_cap // 4 if prefix_cache_tokens is None else prefix_cache_tokens, block_size)
         self.device = next(model.parameters()).device
-        self.prefill_chunk = prefill_chunk
-        self.waiting, self.live, self.prefill = deque(), [], None     # prefill: [request, tokens done]
+        self.rng = make_generator(None, self.device)     # unseeded samples share it: one batched draw per step
+        self.waiting, self.live, self.prefilling = deque(), [], []
         self.terminal = {tokenizer.encode_special('<|assistant_end|>'), tokenizer.get_bos_token_id()}
         sp = tokenizer.encode_special
         self.py_start, self.py_end = sp('<|python_start|>'), sp('<|python_end|>')
         self.out_start, self.out_end = sp('<|output_start|>'), sp('<|output_end|>')
-        self.requests_served = self.tokens_generated = 0
+        self.requests_served = self.tokens_generated = self.prompt_tokens_computed = 0
+        self._version, self._batch, self._n_constrained = 0, (None, None), 0
+        self.peak_kv_tokens = 0
+
+    @property
+    def prefill(self): return self.prefilling[0] if self.prefilling else None
+
+    def _reserve(self, req):
+        "Tokens each sample of `req` may reach: its prompt plus max_tokens, within the context"
+        return min(len(req.prompt) + (self.max_len if req.max_tokens is None else req.max_tokens), self.max_len)
 
     def validate(self, req):
         "Refuse requests that can never run, with a clear message"
@@ -198,115 +290,270 @@ class Scheduler:
         if any(not isinstance(t, int) or not 0 <= t < V for t in req.prompt): raise ValueError(f'prompt token ids must be ints in [0, {V})')
         if len(req.prompt) >= self.max_len:
             raise ValueError(f'the prompt has {len(req.prompt)} tokens but the context holds {self.max_len}: shorten it')
-        if not 1 <= req.n <= self.n_slots: raise ValueError(f'n={req.n}: must be between 1 and the number of slots ({self.n_slots})')
-        if req.max_tokens is not None and req.max_tokens < 1: raise ValueError(f'max_tokens={req.max_tokens}: must be at least 1')
+        if not isinstance(req.n, int) or not 1 <= req.n <= self.n_slots:
+            raise ValueError(f'n={req.n}: must be between 1 and the number of slots ({self.n_slots})')
+        if req.max_tokens is not None and (not isinstance(req.max_tokens, int) or req.max_tokens < 0):
+            raise ValueError(f'max_tokens={req.max_tokens}: must be an int >= 0 (0 = score the prompt only)')
+        k = req.n_prompt_logprobs
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 20):
+            raise ValueError(f'prompt_logprobs={k!r}: must be None or an int in 0..20')
+        if req.constraint is not None and not callable(req.constraint):
+            raise ValueError('constraint must be a zero-argument factory returning a matcher (one per sample)')
+        need = req.n * (len(req.prompt) + 1) + len(req.prompt)
+        if need > self.kv_cap:
+            raise ValueError(f'this request needs {need} KV-cache tokens ({req.n} x (prompt {len(req.prompt)} + 1) + its prefill) '
+                             f'but the KV cache holds {self.kv_cap}: shorten the prompt, lower n, or raise kv_cache_tokens')
         req.params.validate(V)
 
     @property
-    def busy(self): return len(self.live) + (self.prefill[0].n if self.prefill else 0)
+    def busy(self): return len(self.live) + sum(p.req.n for p in self.prefilling)
 
-    def step(self):
-        "One round: drop cancelled work, admit, one prefill chunk, one decode step; False when idle"
-        self._drop_cancelled()
-        if self.prefill is None and self.waiting and self.n_slots - len(self.live) >= self.waiting[0].n:
-            req = self.waiting.popleft()
+    # ---- memory ----
+    def _kv_in_use(self, extra_rows=0, extra_reserve=0, extra_staging=0):
+        "KV tokens the live and prefilling sequences may need (rows x longest reservation + staging caches)"
+        rows = len(self.live) + sum(p.req.n for p in self.prefilling if p.req.max_tokens != 0) + extra_rows
+        T = max([s.limit for s in self.live] + [p.reserve for p in self.prefilling] + [extra_reserve])
+        return rows * T + sum(len(p.req.prompt) for p in self.prefilling) + extra_staging
+
+    def _admit(self):
+        while self.waiting and self.busy + self.waiting[0].n <= self.n_slots:
+            req = self.waiting[0]
+            reserve, rows = self._reserve(req), (req.n if req.max_tokens != 0 else 0)
+            need = self._kv_in_use(rows, reserve, len(req.prompt))
+            if need + self.prefix.tokens > self.kv_cap: self.prefix.evict(need + self.prefix.tokens - self.kv_cap)
+            if need > self.kv_cap:
+                if self.live or self.prefilling: return       # wait for memory
+                reserve = max((self.kv_cap - len(req.prompt)) // max(rows, 1), len(req.prompt) + 1)   # alone: what fits
+            self.waiting.popleft()
             req.t_start = time.monotonic()
-            self.prefill = [req, 0]
-        did = False
-        if self.prefill is not None: self._prefill_chunk(); did = True
-        if self.live: self._decode(); did = True
-        return did
+            kv = SeqKV.for_model(self.model, len(req.prompt))
+            p = _Prefill(req, kv, reserve)
+            if req.n_prompt_logprobs is not None: p.plp = [None]
+            else:
+                hit = self.prefix.lookup(req.prompt, len(req.prompt) - 1)
+                if hit is not None:
+                    m = hit[0].shape[2]
+                    kv.k[:, :, :m], kv.v[:, :, :m] = hit
+                    kv.length = p.done = req.cached_tokens = m
+                    kv.prev_emb = self.model.prev_embedding(req.prompt[m - 1]).to(kv.prev_emb.dtype)
+            self.prefilling.append(p)
+
+    def _ensure(self, rows, tokens):
+        "Grow the decode cache to hold `rows` slots of `tokens` tokens (doubling, within the reservations)"
+        c = self.cache
+        if rows <= c.n_slots and tokens <= c.max_len: return
+        T_res = max([s.limit for s in self.live] + [p.reserve for p in self.prefilling] + [tokens])
+        T = c.max_len if tokens <= c.max_len else min(max(tokens, 2 * c.max_len, 64), T_res)
+        S = c.n_slots if rows <= c.n_slots else min(max(rows, 2 * c.n_slots), self.n_slots)
+        S = max(rows, min(S, (self.kv_cap - self.prefix.tokens) // max(T, 1)))
+        c.resize(S, T)
+        self.peak_kv_tokens = max(self.peak_kv_tokens, S * T)
+
+    def _shrink(self):
+        "Give memory back when the live sequences use under a quarter of the decode cache"
+        c, n = self.cache, len(self.live)
+        if not n: c.resize(0, 0) if c.n_slots else None; return
+        T = max(c.lengths[:n]) + 1
+        if n * 4 <= c.n_slots or T * 4 <= c.max_len:
+            c.resize(max(n, c.n_slots // 2) if n * 4 <= c.n_slots else c.n_slots, max(T, c.max_len // 2) if T * 4 <= c.max_len else c.max_len)
+
+    # ---- the step ----
+    def step(self):
+        "One round: drop cancelled work, admit, one packed forward (decode + prefill chunks), sample; False when idle"
+        with torch.inference_mode():      # the whole round: the cache's tensors are inference tensors
+            self._drop_cancelled()
+            self._admit()
+            if not self.live and not self.prefilling: return False
+            self._decode()                # one packed step: decode rows + prefill chunks
+        return True
 
     def _drop_cancelled(self):
         for r in [r for r in self.waiting if r.cancelled]:
             self.waiting.remove(r); r._push(StreamEvent(None, finish_reason='cancelled'))
-        if self.prefill and self.prefill[0].cancelled:
-            r, self.prefill = self.prefill[0], None
-            r._push(StreamEvent(None, finish_reason='cancelled'))
+        for p in [p for p in self.prefilling if p.req.cancelled]:
+            self.prefilling.remove(p); p.req._push(StreamEvent(None, finish_reason='cancelled'))
         for s in [s for s in self.live if s.req.cancelled]:
             self._remove(s)
             if not s.req.done: s.req._push(StreamEvent(None, index=s.index, finish_reason='cancelled'))
 
     def _remove(self, seq):
-        "Free a sequence's slot; the last live sequence (and the prefill) move down to keep slots contiguous"
+        "Free a sequence's slot; the last live sequence moves into it to keep slots contiguous"
         i, last = self.live.index(seq), len(self.live) - 1
         if i != last:
             self.cache.copy_slot(last, i)
             self.live[i] = self.live[last]
         self.live.pop()
-        if self.prefill is not None: self.cache.copy_slot(last + 1, last)   # the prefill sits right after the live slots
-        self.cache.lengths[last + (1 if self.prefill is not None else 0)] = 0
+        self.cache.lengths[last] = 0
+        if seq.matcher is not None: self._n_constrained -= 1
+        self._version += 1
+        self._shrink()
 
-    @torch.inference_mode()
-    def _prefill_chunk(self):
-        req, done = self.prefill
-        slot = len(self.live)
-        if done == 0: self.cache.reset(slot)
-        chunk = req.prompt[done:done + self.prefill_chunk]
-        try:
-            logits = self.model(torch.tensor([chunk], device=self.device), kv_cache=self.cache, slots=torch.tensor([slot]))[:, -1]
-        except Exception as e:
-            self.prefill = None; self.cache.reset(slot)
-            return req._push(StreamEvent(None, finish_reason='error', error=f'{type(e).__name__}: {e}'))
-        self.prefill[1] = done = done + len(chunk)
-        if done < len(req.prompt): return
-        self.prefill = None
-        seqs = []
-        for i in range(req.n):
-            if i: self.cache.copy_slot(slot, slot + i)
-            seed = None if req.params.seed is None else req.params.seed + i
-            seqs.append(_Seq(req, i, None if req.params.greedy else make_generator(seed, self.device)))
-        self.live.extend(seqs)
-        self._sample_and_advance(seqs, logits.expand(req.n, -1))
+    def _plan_prefill(self, budget):
+        "(prefill, n tokens) segments for this step: oldest first, whole prompts when they fit, long ones chunked"
+        segs, left = [], budget
+        for p in self.prefilling:
+            if left <= 0: break
+            rem = len(p.req.prompt) - p.done
+            if rem <= left: t = rem
+            elif segs and rem <= self.step_tokens: break       # fits a step of its own: do not split it
+            else: t = left
+            segs.append((p, t)); left -= t
+        return segs
 
-    @torch.inference_mode()
     def _decode(self):
-        ids = torch.tensor([[s.next_input] for s in self.live], device=self.device)
-        try: logits = self.model(ids, kv_cache=self.cache)[:, -1]
-        except Exception as e:
-            for s in list(self.live):
-                self._remove(s); s.req._push(StreamEvent(None, index=s.index, finish_reason='error', error=f'{type(e).__name__}: {e}'))
+        "One packed forward (decode rows, then prefill chunks) and its sampling"
+        nd = len(self.live)
+        segs = self._plan_prefill(max(self.step_tokens - nd, min(self.step_tokens, 16)))
+        if nd: self._ensure(nd, max(self.cache.lengths[:nd]) + 1)
+        ids, at, where, o = [s.next_input for s in self.live], list(range(nd)), [], nd
+        for p, t in segs:
+            ids.extend(p.req.prompt[p.done:p.done + t])
+            if p.plp is not None: where.append((p, len(at), t)); at.extend(range(o, o + t))
+            elif p.done + t == len(p.req.prompt): where.append((p, len(at), 1)); at.append(o + t - 1)
+            o += t
+        plan = Packed(self.cache, nd, [(p.kv, t) for p, t in segs])
+        try:
+            logits = self.model.forward_packed(torch.tensor(ids, dtype=torch.long, device=self.device), plan, torch.tensor(at, dtype=torch.long, device=self.device))
+        except Exception as e:   # the model itself failed: end this step's work, keep the engine
+            msg = f'{type(e).__name__}: {e}'
+            for s in list(self.live): self._fail(s, msg)
+            for p, _ in segs:
+                self.prefilling.remove(p); p.req._push(StreamEvent(None, finish_reason='error', error=msg))
             return
-        self._sample_and_advance(list(self.live), logits)
+        starts = {id(p): p.done for p, _ in segs}
+        for p, t in segs: p.done += t; self.prompt_tokens_computed += t
+        rows = [logits[:nd]] if nd else []
+        for p, i0, cnt in where:
+            if p.plp is not None: self._prompt_logprobs(p, logits[i0:i0 + cnt], starts[id(p)])
+            if p.done < len(p.req.prompt): continue
+            self.prefilling.remove(p)
+            req = p.req
+            if p.plp is not None: req.prompt_logprobs = p.plp
+            self.prefix.insert(req.prompt, p.kv.k, p.kv.v, p.kv.length)
+            if req.max_tokens == 0:
+                for i in range(req.n): req._push(StreamEvent(None, finish_reason='length', index=i, prompt_logprobs=p.plp))
+                self.requests_served += 1
+                continue
+            self._join(p)
+            rows.append(logits[i0 + cnt - 1:i0 + cnt].expand(req.n, -1))
+        if rows: self._sample_and_advance(list(self.live), rows[0] if len(rows) == 1 else torch.cat(rows))
+
+    def _prompt_logprobs(self, p, lg, start):
+        "Logprobs of prompt tokens start+1.. from the logits at positions start.. (and the top-k alternatives)"
+        prompt, k = p.req.prompt, p.req.n_prompt_logprobs
+        n = min(len(lg), len(prompt) - start - 1)
+        if n <= 0: return
+        ls = lg[:n].log_softmax(-1)
+        lp = ls.gather(1, torch.tensor(prompt[start + 1:start + 1 + n], device=ls.device)[:, None])[:, 0].tolist()
+        if k:
+            tv, ti = ls.topk(min(k, ls.shape[1]), dim=-1)
+            tops = [list(zip(a, b)) for a, b in zip(ti.tolist(), tv.tolist())]
+        else: tops = [[] for _ in range(n)]
+        p.plp.extend(zip(lp, tops))
+
+    def _join(self, p):
+        "A prefilled request's samples take the next decode slots"
+        req, base = p.req, len(self.live)
+        self._ensure(base + req.n, len(req.prompt) + 1)
+        for i in range(req.n):
+            p.kv.to_slot(self.cache, base + i)
+            seed = None if req.params.seed is None else req.params.seed + i
+            gen = None if req.params.greedy else (self.rng if seed is None else make_generator(seed, self.device))
+            s = _Seq(req, i, gen, limit=p.reserve)
+            if req.constraint is not None: s.matcher = req.constraint(); self._n_constrained += 1
+            self.live.append(s)
+        self._version += 1
+
+    def _batch_params(self, seqs):
+        "The sampler's per-batch constants, rebuilt only when the batch changed"
+        if self._batch[0] != self._version or self._batch[1].B != len(seqs):
+            self._batch = (self._version, _Batch([s.req.params for s in seqs], self.model.config.vocab_size))
+        return self._batch[1]
+
+    def _allowed(self, seqs, V):
+        "The constrained rows' masks (None when no row is constrained this step); a matcher that fails allows nothing"
+        allowed = None
+        for j, s in enumerate(seqs):
+            if s.matcher is None: continue
+            try: a = s.matcher.allowed(V)
+            except Exception: a = torch.zeros(V, dtype=torch.bool)
+            if a is None: continue
+            if allowed is None: allowed = torch.ones(len(seqs), V, dtype=torch.bool)
+            a = torch.as_tensor(a, dtype=torch.bool).reshape(-1)
+            allowed[j] = a[:V] if len(a) >= V else torch.cat([a, a.new_zeros(V - len(a))])
+        return allowed
 
     def _sample_and_advance(self, seqs, logits):
-        params = [s.req.params for s in seqs]
-        pen = any(p.repetition_penalty != 1 or p.presence_penalty or p.frequency_penalty for p in params)
-        out = sample(logits, params, [s.gen for s in seqs],
-                     prompt_ids=[s.req.prompt for s in seqs] if pen else None, output_ids=[s.out for s in seqs] if pen else None)
+        "Sample one token for each of `seqs`; a row that cannot be sampled ends its own request with an error"
+        b = self._batch_params(seqs)
+        allowed = self._allowed(seqs, logits.shape[1]) if self._n_constrained else None
+        try:
+            out = _sample(logits, b, [s.gen for s in seqs], prompt_ids=[s.req.prompt for s in seqs] if b.penalised else None,
+                          output_ids=[s.out for s in seqs] if b.penalised else None, allowed=allowed)
+        except Exception as e:   # not a row's logits but the call itself failed: end these rows, never the engine
+            for s in seqs: self._fail(s, f'sampling failed: {type(e).__name__}: {e}')
+            return
         toks, lps = out.tokens.tolist(), out.logprobs.tolist()
         tops = list(zip(out.top_ids.tolist(), out.top_logprobs.tolist())) if out.top_ids is not None else None
+        failed = set(out.failed)
         for j, s in enumerate(seqs):
+            if j in failed:
+                self._fail(s, 'the logits of this sequence had nothing to sample from (NaN/inf, or every token excluded)')
+                continue
             top = None
             if tops and s.req.params.top_logprobs: top = list(zip(*[x[:s.req.params.top_logprobs] for x in tops[j]]))
-            self._advance(s, toks[j], lps[j], top)
+            try: self._advance(s, toks[j], lps[j], top)
+            except Exception as e: self._fail(s, f'{type(e).__name__}: {e}')
+
+    def _fail(self, s, msg):
+        "End sequence `s` alone with finish_reason 'error'"
+        if s in self.live: self._remove(s)
+        if not s.req.done and s.req.finish_reasons[s.index] is None:
+            s.req._push(StreamEvent(None, index=s.index, finish_reason='error', error=msg))
 
     def _advance(self, s, tok, logprob, top):
-        "Take one token for sequence `s`: tool forcing, text, stops, limits; emit its event"
+        "Take one token for sequence `s`: constraint, tool forcing, text, stops, limits; emit its event"
         forced = bool(s.forced)
         if forced: tok, logprob, top = s.forced.popleft(), None, None
         s.out.append(tok); s.next_input = tok
         self.tokens_generated += 1
         text, finish = '', None
+        if s.matcher is not None: s.matcher.accept(tok)
         if not forced and tok in self.terminal: finish = 'stop'
         else:
-            if tok == self.py_start: s.py = []
-            elif tok == self.py_end and s.py is not None:
-                res = calculator(self.tok.decode(s.py)); s.py = None
-                if res is not None: s.forced.extend([self.out_start, *self.tok.encode(res), self.out_end])
-            elif s.py is not None: s.py.append(tok)
+            if s.matcher is None:
+                if tok == self.py_start: s.py = []
+                elif tok == self.py_end and s.py is not None:
+                    res = calculator(self.tok.decode(s.py)); s.py = None
+                    if res is not None: s.forced.extend([self.out_start, *self.tok.encode(res), self.out_end])
+                elif s.py is not None: s.py.append(tok)
             text, stopped = s.stopper.push(s.utf8.push(self.tok.decode_bytes([tok])))
-            if stopped: finish = 'stop'
+            if stopped or (s.matcher is not None and s.matcher.is_terminated()): finish = 'stop'
         if finish is None and s.req.max_tokens is not None and len(s.out) >= s.req.max_tokens: finish = 'length'
-        if finish is None and len(s.req.prompt) + len(s.out) >= self.max_len: finish = 'length'
+        if finish is None and len(s.req.prompt) + len(s.out) >= s.limit: finish = 'length'
         if finish is not None:
-            if finish == 'length' or tok in self.terminal: text += s.stopper.push(s.utf8.flush())[0] + s.stopper.flush()
+            if finish == 'length' or tok in self.terminal or s.matcher is not None: text += s.stopper.push(s.utf8.flush())[0] + s.stopper.flush()
+            if self.prefix.max_blocks:   # keep prompt + reply for the next turn of a chat
+                slot = self.live.index(s)
+                n = self.cache.lengths[slot]
+                self.prefix.insert(s.req.prompt + s.out, self.cache.k[:, slot], self.cache.v[:, slot], n)
             self._remove(s)
-        ev = StreamEvent(tok, text, logprob, top, finish, s.index, forced)
+        plp = None
+        if s.first:
+            s.first, plp = False, s.req.prompt_logprobs
+        ev = StreamEvent(tok, text, logprob, top, finish, s.index, forced, prompt_logprobs=plp)
         s.req._push(ev)
         if finish is not None and s.req.done: self.requests_served += 1
 
-# %% ../nbs/04_engine.ipynb #3d4f284b
+    def stats(self):
+        "Memory and prefix-cache figures"
+        c = self.cache
+        return dict(kv_cache_tokens_allocated=c.n_slots * c.max_len + sum(p.kv.k.shape[2] for p in self.prefilling),
+                    kv_cache_bytes=c.nbytes + sum(p.kv.k.nbytes * 2 for p in self.prefilling) + self.prefix.nbytes,
+                    kv_cache_tokens_capacity=self.kv_cap, kv_cache_tokens_peak=self.peak_kv_tokens,
+                    prefilling=len(self.prefilling), prompt_tokens_computed=self.prompt_tokens_computed, **self.prefix.stats())
+
+# %% ../nbs/04_engine.ipynb #8df5f8b5
 @dataclass
 class Completion:
     "The result of one sample"
@@ -314,23 +561,24 @@ class Completion:
     tokens: list
     finish_reason: str
     logprobs: list
+    prompt_logprobs: list | None = None   # when asked: [None, (logprob, [(id, lp), ...]), ...]
 
 class Engine:
     "KV-cached generation for one caller at a time (upstream-style API); the model may be moved to `device`/`dtype`"
-    def __init__(self, model, tokenizer, device=None, dtype=None, max_len=None, prefill_chunk=256):
+    def __init__(self, model, tokenizer, device=None, dtype=None, max_len=None, prefill_chunk=512, **sched_kw):
         if device is not None or dtype is not None: model.to(device=device, dtype=dtype)
         self.model, self.tokenizer, self.max_len, self.prefill_chunk = model.eval(), tokenizer, max_len, prefill_chunk
-        self._sched = None
+        self.sched_kw, self._sched = sched_kw, None    # more Scheduler options: kv_cache_tokens, prefix_cache_tokens, ...
 
     def _scheduler(self, n):
         if self._sched is None or self._sched.n_slots < n:
-            self._sched = Scheduler(self.model, self.tokenizer, max(n, 1), self.max_len, self.prefill_chunk)
+            self._sched = Scheduler(self.model, self.tokenizer, max(n, 1), self.max_len, self.prefill_chunk, **self.sched_kw)
         return self._sched
 
-    def _steps(self, tokens, max_tokens=None, stop=None, params=None, n=1, **sampling):
+    def _steps(self, tokens, max_tokens=None, stop=None, params=None, n=1, constraint=None, prompt_logprobs=None, **sampling):
         "Run one request to the end, yielding the list of events of each scheduler step"
         params = params or SamplingParams(**sampling)
-        req, sched = Request(tokens, max_tokens, stop, params, n), self._scheduler(n)
+        req, sched = Request(tokens, max_tokens, stop, params, n, constraint, prompt_logprobs), self._scheduler(n)
         req._loop, req._q = None, queue.Queue()
         sched.validate(req)
         sched.waiting.append(req)
@@ -346,9 +594,9 @@ class Engine:
                 req.cancel()
                 while not req.done: sched.step()
 
-    def stream(self, tokens, max_tokens=None, stop=None, params=None, n=1, **sampling):
+    def stream(self, tokens, max_tokens=None, stop=None, params=None, n=1, constraint=None, prompt_logprobs=None, **sampling):
         "Generate from prompt `tokens`, yielding a StreamEvent per step per sample"
-        for evs in self._steps(tokens, max_tokens, stop, params, n, **sampling): yield from evs
+        for evs in self._steps(tokens, max_tokens, stop, params, n, constraint, prompt_logprobs, **sampling): yield from evs
 
     def generate(self, tokens, num_samples=1, max_tokens=None, temperature=1.0, top_k=None, seed=42, **sampling):
         "Upstream-style: yield (token_column, mask_column) per step; `num_samples` rows share one prefill"
@@ -376,22 +624,24 @@ class Engine:
                 else: res[i].append(t); masks[i].append(m)
         return res, masks
 
-    def complete(self, tokens, max_tokens=None, stop=None, params=None, n=1, **sampling):
+    def complete(self, tokens, max_tokens=None, stop=None, params=None, n=1, constraint=None, prompt_logprobs=None, **sampling):
         "Whole completions: a list of `n` Completion"
-        parts = [dict(text=[], tokens=[], logprobs=[], finish=None) for _ in range(n)]
-        for ev in self.stream(tokens, max_tokens, stop, params, n, **sampling):
+        parts = [dict(text=[], tokens=[], logprobs=[], finish=None, plp=None) for _ in range(n)]
+        for ev in self.stream(tokens, max_tokens, stop, params, n, constraint, prompt_logprobs, **sampling):
             p = parts[ev.index]
             if ev.error: raise RuntimeError(ev.error)
             if ev.token is not None: p['tokens'].append(ev.token); p['logprobs'].append(ev.logprob)
+            if ev.prompt_logprobs is not None: p['plp'] = ev.prompt_logprobs
             p['text'].append(ev.text); p['finish'] = ev.finish_reason or p['finish']
-        return [Completion(''.join(p['text']), p['tokens'], p['finish'], p['logprobs']) for p in parts]
+        return [Completion(''.join(p['text']), p['tokens'], p['finish'], p['logprobs'], p['plp']) for p in parts]
 
 # %% ../nbs/04_engine.ipynb #0868d0e0
 class BatchEngine:
     "Continuous batching on a background thread: `submit` requests, iterate them, `stats()` for monitoring"
-    def __init__(self, model, tokenizer, n_slots=8, max_queue=64, max_len=None, prefill_chunk=256):
+    def __init__(self, model, tokenizer, n_slots=8, max_queue=64, max_len=None, prefill_chunk=512, kv_cache_tokens=None,
+                 prefix_cache_tokens=None, block_size=16):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.sched = Scheduler(model, tokenizer, n_slots, max_len, prefill_chunk)
+        self.sched = Scheduler(model, tokenizer, n_slots, max_len, prefill_chunk, kv_cache_tokens, prefix_cache_tokens, block_size)
         self.max_queue, self.t0 = max_queue, time.monotonic()
         self._inbox, self._wake, self._thread, self._running = queue.SimpleQueue(), threading.Event(), None, False
         self.errors = 0
@@ -418,15 +668,15 @@ class BatchEngine:
 
     def _pending(self):
         s = self.sched
-        reqs = list(s.waiting) + ([s.prefill[0]] if s.prefill else []) + [q.req for q in s.live]
+        reqs = list(s.waiting) + [p.req for p in s.prefilling] + [q.req for q in s.live]
         while True:
             try: reqs.append(self._inbox.get_nowait())
             except queue.Empty: break
         return [r for r in dict.fromkeys(reqs) if not r.done]
 
-    def submit(self, prompt, max_tokens=None, stop=None, params=None, n=1):
+    def submit(self, prompt, max_tokens=None, stop=None, params=None, n=1, constraint=None, prompt_logprobs=None):
         "Queue a request; raises ValueError for bad input and QueueFull when the queue is full"
-        req = Request(prompt, max_tokens, stop, params, n)
+        req = Request(prompt, max_tokens, stop, params, n, constraint, prompt_logprobs)
         self.sched.validate(req)
         if self.queue_depth >= self.max_queue:
             raise QueueFull(f'the engine queue is full ({self.max_queue} waiting requests): retry later')
@@ -452,8 +702,9 @@ class BatchEngine:
                 self._wake.wait(0.1); self._wake.clear()
 
     def stats(self):
-        "Slots busy/free, queue depth, requests served, tokens generated, uptime"
+        "Slots busy/free, queue depth, requests served, tokens generated, uptime, KV memory and prefix-cache figures"
         busy = self.sched.busy
         return dict(slots_total=self.sched.n_slots, slots_busy=busy, slots_free=self.sched.n_slots - busy,
                     running=len(self.sched.live), queue_depth=self.queue_depth, requests_served=self.sched.requests_served,
-                    tokens_generated=self.sched.tokens_generated, uptime_s=round(time.monotonic() - self.t0, 3))
+                    tokens_generated=self.sched.tokens_generated, uptime_s=round(time.monotonic() - self.t0, 3),
+                    **self.sched.stats())
