@@ -66,3 +66,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# Build the Docker image and check it end to end (tools/docker_test.py: installs docker.io/debootstrap when missing,
+# needs root to start dockerd; 15-25 min with vfs on 2 cores). ARGS="--reuse-image --keep-engine" to iterate.
+.PHONY: docker-test
+docker-test: $(STAMP)
+	$(PY) tools/docker_test.py $(ARGS)
