@@ -40,6 +40,8 @@ def test_compose():
     assert '--rate-limit-storage' in cmd and any(':/models' in v for v in s['nanochat']['volumes'])
     assert '--model' not in cmd          # issue 14 item 17: the image serves /models when it holds a checkpoint, else the demo
     assert set(s['nanochat']['build']['args']) == {'BASE_IMAGE', 'TORCH_INDEX', 'TORCH_WHEELS', 'PIP_CERT_FILE', 'PIP_ARGS'}
+    assert 'ports' not in s['nanochat']      # published in docker-compose.override.yml, which host networking leaves out
+    assert yaml.safe_load((ROOT / 'docker-compose.override.yml').read_text())['services']['nanochat']['ports'] == ['${PORTS:-8000}:8000']
     h = yaml.safe_load((ROOT / 'docker' / 'compose.host.yml').read_text())['services']
     assert {v.get('network_mode') for v in h.values()} == {'host'} and h['nanochat-2']['profiles'] == ['redis']
 
