@@ -184,14 +184,15 @@ def build(image: str, args: dict, reuse: bool):
              f'torch from {args["TORCH_WHEELS"] or args["TORCH_INDEX"]})')
     size = int(out('image', 'inspect', '-f', '{{.Size}}', image))
     base = int(out('image', 'inspect', '-f', '{{.Size}}', args['BASE_IMAGE']))
-    du = out('run', '--rm', '--network', 'none', '--entrypoint', 'sh', image, '-c',
-             'du -sm /opt/venv /opt/venv/lib/python3*/site-packages/torch | cut -f1 | tr "\\n" " "').split()
-    note(f'image {image}: {size / 1e6:.0f} MB (docker image inspect .Size); base {base / 1e6:.0f} MB, '
-         f'/opt/venv {du[0]} MB of which torch {du[1]} MB')
-    tools = out('run', '--rm', '--network', 'none', '--entrypoint', 'sh', image, '-c',
-                'for t in gcc cc g++ make rustc cargo; do command -v $t; done; ls -d /build /tmp/*.whl 2>/dev/null; true')
+    note(f'image {image}: {size / 1e6:.0f} MB (docker image inspect .Size; base {args["BASE_IMAGE"]} {base / 1e6:.0f} MB)')
+
+def check_contents(name: str):
+    "In a running container (a new one costs minutes on vfs): the venv's size, and no build tools or build inputs"
+    du = out('exec', name, 'sh', '-c', 'du -sm /opt/venv /opt/venv/lib/python3*/site-packages/torch | cut -f1 | tr "\\n" " "').split()
+    tools = out('exec', name, 'sh', '-c', 'for t in gcc cc g++ make rustc cargo; do command -v $t; done; ls -d /build /tmp/*.whl 2>/dev/null; true')
     if tools: raise Failed(f'the runtime image carries build tools or inputs: {tools}')
-    note('runtime image: no compiler (gcc/cc/g++/make/rustc/cargo), no build folder, no wheel')
+    note(f'runtime image: /opt/venv {du[0]} MB, of which torch {du[1]} MB; no compiler (gcc/cc/g++/make/rustc/cargo), '
+         'no build folder, no wheel')
 
 # ---- 6. run and check
 def wait_healthy(name: str, deadline: float = HEALTH_DEADLINE) -> float:
@@ -249,19 +250,12 @@ def run_container(image: str, name: str, extra: list[str]) -> int:
     return port
 
 def check_images(image: str, names: list[str]):
-    name = f'nanochat-test-demo-{os.getpid()}'; names.append(name)
-    port = run_container(image, name, [])
-    check_chat(port, 'nanochat-demo'); check_non_root(name)
-    logs = docker('logs', name, check=False, capture=True, quiet=True).stdout
-    if 'serving the bundled demo model' not in logs: raise Failed(f'{name}: no log line about the empty /models:\n{logs[-2000:]}')
-    note('demo model (nothing mounted at /models): chat + stream OK, uid 10001')
-    docker('rm', '-f', name, capture=True)
-
+    "`docker run` with a fixture checkpoint mounted read-only at /models (the demo model with nothing mounted: compose)"
     name = f'nanochat-test-fixture-{os.getpid()}'; names.append(name)
     port = run_container(image, name, ['--mount', f'type=bind,source={FIXTURE},target=/models,readonly'])
     mounts = json.loads(out('inspect', '-f', '{{json .Mounts}}', name))
     if [(m['Destination'], m['RW']) for m in mounts] != [('/models', False)]: raise Failed(f'{name}: mounts {mounts}')
-    check_chat(port, 'models'); check_non_root(name)
+    check_chat(port, 'models'); check_non_root(name); check_contents(name)
     import httpx
     enc = json.loads((FIXTURE / 'expected.json').read_text())['encode'][0]
     got = httpx.post(f'http://127.0.0.1:{port}/tokenize', json={'prompt': enc['text'], 'add_special_tokens': False}, timeout=60).json()
@@ -295,7 +289,7 @@ def check_compose(image: str, args: dict, projects: list):
     env['RATE_LIMIT_STORAGE'] = f'redis://127.0.0.1:{env["REDIS_PORT"]}'
     base = [*compose, '-f', ROOT / 'docker-compose.yml', '-f', ROOT / 'docker' / 'compose.host.yml', '--profile', 'redis']
     t = time.monotonic()
-    sh([*base, 'build', 'nanochat'], env=env)   # the same substitutions as the docker build above: all layers cached
+    sh([*base, 'build', 'nanochat'], env=env, timeout=1800)   # the same substitutions as `docker build` above: cached
     note(f'{" ".join(compose)} {version} build with the same build args: {time.monotonic() - t:.0f} s (layer cache)')
     projects.append((base, env))
     sh([*base, 'up', '-d', '--no-build'], env=env)
@@ -304,23 +298,27 @@ def check_compose(image: str, args: dict, projects: list):
         cid = sh([*base, 'ps', '-q', svc], env=env, capture=True, quiet=True).stdout.strip()
         names[svc] = out('inspect', '-f', '{{.Name}}', cid).lstrip('/')
     ports = {'nanochat': int(env['PORT']), 'nanochat-2': int(env['PORT2'])}
+    import httpx
     for svc, name in names.items():
         took = wait_healthy(name)
-        check_chat(ports[svc], 'nanochat-demo')
+        health = httpx.get(f'http://127.0.0.1:{ports[svc]}/health', timeout=60).json()   # /health is not rate limited
+        if health.get('model') != 'nanochat-demo': raise Failed(f'{name}: /health says {health}, expected the demo model')
         restarts = int(out('inspect', '-f', '{{.RestartCount}}', name))
         logs = docker('logs', name, check=False, capture=True, quiet=True).stdout
         if restarts or 'is empty: serving the bundled demo model' not in logs: raise Failed(f'{name}: {restarts} restarts, logs:\n{logs[-2000:]}')
         say(f'{name}: healthy after {took:.0f} s, 0 restarts, serves the bundled demo model from an empty MODEL_DIR')
     note(f'compose, empty MODEL_DIR ({empty}): both replicas serve the bundled demo model, healthy, 0 restarts')
-    import httpx
-    codes = []
+    codes = []   # the limit counts per client IP (no API keys): every request below is 127.0.0.1's, whichever replica
     for i in range(2 * n):
         svc = ('nanochat', 'nanochat-2')[i % 2]
-        codes.append((svc, httpx.get(f'http://127.0.0.1:{ports[svc]}/v1/models', timeout=60).status_code))
+        r = httpx.post(f'http://127.0.0.1:{ports[svc]}/v1/chat/completions', timeout=300,
+                       json={'model': 'nanochat-demo', 'max_tokens': 4, 'messages': [{'role': 'user', 'content': 'hi'}]})
+        if r.status_code == 200 and not r.json()['choices'][0]['finish_reason']: raise Failed(f'{svc}: bad reply {r.text}')
+        codes.append((svc, r.status_code))
     ok = [s for s, c in codes if c == 200]
     if len(ok) != n or sorted(c for _, c in codes) != [200] * n + [429] * n or len(set(ok)) != 2:
         raise Failed(f'shared rate limit {n}/minute over two replicas: {codes}')
-    note(f'compose + Redis: {2 * n} requests alternating over 2 replicas with --rate-limit {n}/minute -> '
+    note(f'compose + Redis: {2 * n} chat completions alternating over 2 replicas with --rate-limit {n}/minute -> '
          f'exactly {n} allowed ({ok.count("nanochat")} + {ok.count("nanochat-2")}), {n} got 429')
     sh([*base, 'down', '--remove-orphans', '-v'], env=env); projects.remove((base, env))
     shutil.rmtree(empty, ignore_errors=True)
@@ -345,7 +343,7 @@ def main(argv=None) -> int:
         return 0
     except Skip as e:
         print(f'docker-test: SKIP: no Docker engine can start here: {e}', flush=True); return NO_ENGINE
-    except Failed as e:
+    except (Failed, subprocess.TimeoutExpired) as e:
         print('\n'.join(['', f'docker-test: FAILED: {e}', *[f'  - {l}' for l in SUMMARY]]), flush=True); return 1
     finally:
         for base, env in projects: sh([*base, 'down', '--remove-orphans', '-v'], env=env, check=False, capture=True)
