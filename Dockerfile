@@ -7,7 +7,7 @@
 #           docker run -p 8000:8000 -v /path/to/checkpoint:/models:ro nanochat (serves what is in /models)
 #           docker run --network host nanochat --port 9000                     (HEALTHCHECK follows the port)
 # Machines that cannot reach the PyTorch index or need a CA bundle for pip (see tools/docker_test.py):
-#   put the torch wheel and the bundle under docker/local/ and pass
+#   put the torch wheel and the bundle under docker/local/ (the only part of docker/ the builder copies) and pass
 #     --build-arg TORCH_WHEELS=docker/local/wheels --build-arg PIP_CERT_FILE=docker/local/ca-certificates.crt
 #   (paths relative to the build context), and PIP_ARGS for any other pip option, e.g. "--index-url URL".
 # Metadata steps come before the big COPY/RUN steps: with the vfs storage driver every step copies the whole tree.
@@ -36,18 +36,18 @@ ARG TORCH_VERSION=2.13.0 \
     PIP_CERT_FILE= \
     PIP_ARGS=
 WORKDIR /build
-COPY docker/ docker/
+COPY docker/local/ docker/local/
 # pip's options for every install below: the CA bundle, then PIP_ARGS (split on spaces); bash arrays (SHELL above)
 # hadolint ignore=SC3054
 RUN opts=(); \
     if [ -n "${PIP_CERT_FILE}" ]; then \
-      [ -f "${PIP_CERT_FILE}" ] || { echo "PIP_CERT_FILE=${PIP_CERT_FILE}: no such file in the build context" >&2; exit 1; }; \
+      [ -f "${PIP_CERT_FILE}" ] || { echo "PIP_CERT_FILE=${PIP_CERT_FILE}: no such file under docker/local/ in the build context" >&2; exit 1; }; \
       opts+=(--cert "/build/${PIP_CERT_FILE}"); fi; \
     read -r -a extra <<< "${PIP_ARGS}"; opts+=("${extra[@]}"); \
     printf '%s\n' "${opts[@]}" > /build/pip-opts; \
     python3 -m venv /opt/venv \
     && if [ -n "${TORCH_WHEELS}" ]; then \
-         [ -d "${TORCH_WHEELS}" ] || { echo "TORCH_WHEELS=${TORCH_WHEELS}: no such folder in the build context" >&2; exit 1; }; \
+         [ -d "${TORCH_WHEELS}" ] || { echo "TORCH_WHEELS=${TORCH_WHEELS}: no such folder under docker/local/ in the build context" >&2; exit 1; }; \
          /opt/venv/bin/pip install "${opts[@]}" --no-index --no-deps --find-links "/build/${TORCH_WHEELS}" "torch==${TORCH_VERSION}" \
          && /opt/venv/bin/pip install "${opts[@]}" --find-links "/build/${TORCH_WHEELS}" "torch==${TORCH_VERSION}"; \
        else \
