@@ -118,7 +118,10 @@ class Engine:
             try: self.proc.wait(120)
             except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
         self.log.close()
-        mounted = [l.split()[1] for l in Path('/proc/mounts').read_text().splitlines() if l.split()[1].startswith(str(self.dir))]
+        def mounts(): return [l.split()[:3] for l in Path('/proc/mounts').read_text().splitlines() if l.split()[1].startswith(str(self.dir))]
+        for _, path, kind in mounts():   # dockerd leaves its network namespace handle (exec/netns/default) mounted
+            if kind == 'nsfs': subprocess.run(['umount', path], check=False)
+        mounted = [path for _, path, _ in mounts()]
         if mounted: say(f'left {self.dir} in place: still mounted there: {mounted[:3]}')
         else: shutil.rmtree(self.dir, ignore_errors=True); say(f'removed {self.dir}')
         os.environ.pop('DOCKER_HOST', None); self.proc = None
