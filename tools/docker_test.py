@@ -285,6 +285,10 @@ def check_compose(image: str, args: dict, projects: list):
     redis = redis_image(args['BASE_IMAGE'])
     n = 5
     empty = Path(tempfile.mkdtemp(prefix='nanochat-empty-models-'))
+    try: _compose_checks(compose, version, image, args, projects, redis, n, empty)
+    finally: shutil.rmtree(empty, ignore_errors=True)
+
+def _compose_checks(compose, version, image, args, projects, redis, n, empty):
     project = f'nanochat-test-{os.getpid()}'
     env = dict(os.environ, **args, NANOCHAT_IMAGE=image, BUILD_NETWORK='host', REDIS_IMAGE=redis, MODEL_DIR=str(empty),
                PORT=str(free_port()), PORT2=str(free_port()), REDIS_PORT=str(free_port()), RATE_LIMIT=f'{n}/minute',
@@ -330,7 +334,6 @@ def check_compose(image: str, args: dict, projects: list):
     note(f'compose + Redis: {2 * n} chat completions alternating over 2 replicas with --rate-limit {n}/minute -> '
          f'exactly {n} allowed ({ok.count("nanochat")} + {ok.count("nanochat-2")}), {n} got 429')
     sh([*base, 'down', '--remove-orphans', '-v'], env=env); projects.remove((base, env))
-    shutil.rmtree(empty, ignore_errors=True)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='tools/docker_test.py', description=__doc__.split('\n')[0])
