@@ -100,3 +100,9 @@ SAFETY ?= outputs/safety_conversations.jsonl
 .PHONY: safety-study
 safety-study: $(STAMP)
 	$(PY) -m nanochat.safety_study --safety $(SAFETY) $(ARGS)
+
+# Build the Docker image and check it end to end (tools/docker_test.py: installs docker.io/debootstrap when missing,
+# needs root to start dockerd; 15-25 min with vfs on 2 cores). ARGS="--reuse-image --keep-engine" to iterate.
+.PHONY: docker-test
+docker-test: $(STAMP)
+	$(PY) tools/docker_test.py $(ARGS)
