@@ -51,7 +51,7 @@ lint-docker: $(STAMP)
 # Without them the browser and redis tests skip with a line naming the package (and fail under CI=true).
 SYSTEM_DEPS ?= chromium:chromium redis-server:redis-server
 # what only the slow tests need (installed by `make system-deps SLOW=1`), e.g. docker:docker.io debootstrap:debootstrap
-SLOW_SYSTEM_DEPS ?=
+SLOW_SYSTEM_DEPS ?= docker:docker.io debootstrap:debootstrap docker-compose:docker-compose
 system-deps:
 	@missing=""; for d in $(SYSTEM_DEPS) $(if $(SLOW),$(SLOW_SYSTEM_DEPS)); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
 	 if [ -n "$$missing" ]; then \
