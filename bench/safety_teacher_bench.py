@@ -22,6 +22,7 @@ def main(argv=None):
     p.add_argument('--model', default='smollm2-135m', choices=list(MODELS))
     p.add_argument('--format', default='turns', choices=('auto', 'json', 'turns'))
     p.add_argument('--n', type=int, default=16, help='conversations asked for (split over categories)')
+    p.add_argument('--per-category', type=int, default=None, help='conversations per category (instead of --n)')
     p.add_argument('--categories', help='comma-separated subset')
     p.add_argument('--multi-turn-share', type=float, default=0.25)
     p.add_argument('--max-attempts-factor', type=float, default=3.0)
@@ -39,7 +40,7 @@ def main(argv=None):
     import tempfile
     out = Path(a.out or tempfile.mkdtemp(prefix=f'safety-{a.model}-'))
     cats = a.categories.split(',') if a.categories else None
-    cfg = GenConfig(n=a.n, categories=cats, seed=a.seed, multi_turn_share=a.multi_turn_share, synthesis=a.format,
+    cfg = GenConfig(n=None if a.per_category else a.n, per_category=a.per_category, categories=cats, seed=a.seed, multi_turn_share=a.multi_turn_share, synthesis=a.format,
                     max_attempts_factor=a.max_attempts_factor, note=f'{MODELS[a.model]["title"]} via llama_cpp.server (bench)')
     with llama_server(gguf, n_ctx=a.ctx, threads=a.threads, alias=a.model) as base:
         t = Teacher(base, a.model, timeout=a.timeout, max_concurrency=a.concurrency, max_retries=2, temperature=a.temperature)
