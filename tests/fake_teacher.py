@@ -165,6 +165,7 @@ def _turn(system, msgs, item):
         if u < 0.12: return "I'm sorry, but I can't write a message like that.", 'refuse_user'
         m = re.search(r'help with (.*?)\. Make it', last) or re.search(r'Example: "(.*?)"', last)
         topic = m.group(1) if m else 'this'
+        if 'Example: "' in last: topic = ' '.join(topic.split()[:3]) + f' for my {rng.choice(ADJ)} {rng.choice(NOUN)}'
         return (f'User: "{rng.choice(OPENERS)} {rng.choice(ASKS).format(t=topic)} It is about the {rng.choice(ADJ)} {rng.choice(NOUN)} '
                 f'{rng.choice(NAME)} mentioned, near the {rng.choice(ADJ)} {rng.choice(NOUN)}, plus {rng.randint(2, 99)} other details."'), 'user'
     if '988' in system: return SELF_HARM, 'support'
@@ -183,6 +184,7 @@ def _conversation(item, prompt, flags, openings):
     turns = int(_field(prompt, 'User turns') or 1)
     topic = _field(prompt, 'Topic') or (_field(prompt, 'Example to vary on (write a different request of the same type, do not copy it)') or 'this')
     rng = random.Random(item)
+    if not harmful: topic = ' '.join(topic.split()[:3]) + f' for my {rng.choice(ADJ)} {rng.choice(NOUN)}'   # vary the example, do not copy it
     opening = (f"{rng.choice(OPENERS)} {rng.choice(ASKS).format(t=topic)} It's about the {rng.choice(ADJ)} "
                f"{rng.choice(NOUN)} {rng.choice(NAME)} mentioned, the {rng.choice(ADJ)} {rng.choice(NOUN)} and the "
                f"{rng.choice(ADJ)} {rng.choice(NOUN)} near the {rng.choice(NOUN)}, plus {rng.randint(2, 99)} other "

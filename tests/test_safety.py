@@ -193,7 +193,7 @@ def test_near_duplicates_and_judge(fake, tmp_path):
     assert all(r['detail'].startswith('near-duplicate of ') for r in dups)
 
 
-@pytest.mark.parametrize('flag,mode,synthesis', [('no-json-schema', 'json_object_schema', 'json'), ('llamacpp', 'json_object_schema', 'json'),
+@pytest.mark.parametrize('flag,mode,synthesis', [('no-json-schema', 'json_object_schema', 'turns'), ('llamacpp', 'json_object_schema', 'turns'),
                                                ('no-response-format', 'none', 'turns')])
 def test_probe_picks_format_and_synthesis(fake, tmp_path, flag, mode, synthesis):
     "The probe finds the best format once: a json_schema rejection (400, or llama.cpp's 500) is never retried per item"
@@ -202,7 +202,8 @@ def test_probe_picks_format_and_synthesis(fake, tmp_path, flag, mode, synthesis)
     res = generate_safety_data(t, tmp_path, GenConfig(per_category=2, categories=['privacy', 'misinformation'], seed=5), progress=False)
     assert res.complete and t.format == mode and res.synthesis == synthesis, (t.format, res.synthesis, res.reasons)
     metas, st = jsonl(tmp_path / META_FILE), fake_stats(fake)
-    assert {m['response_format'] for m in metas} == {mode} and {m['synthesis'] for m in metas} == {synthesis}
+    assert {m['response_format'] for m in metas} == {mode if synthesis == 'json' else 'none'}     # turns: plain-text requests
+    assert {m['synthesis'] for m in metas} == {synthesis}
     assert st['rf_json_schema'] == 1, st                               # only the probe ever sent json_schema
     assert not res.reasons['teacher_error'], res.reasons
     run = jsonl(tmp_path / RUNS_FILE)[-1]
