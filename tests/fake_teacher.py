@@ -14,9 +14,14 @@ Everything is a deterministic function of the request, so runs are reproducible:
   500/503, a reply slower than the client's timeout, or a slightly slow reply; a retry of the same request succeeds;
 - judge prompts ("Review this conversation") get a pass verdict, or a fail for some items.
 
+It also answers the capability probe of `nanochat.teacher` (the "Is water wet?" question: `{"answer": "yes"}`,
+never faulted) and the short plain-text requests of the `turns` mode (a user message, a reply under the policy in
+the system prompt, a pushback or follow-up), with the same kind of deterministic faults.
+
 Flags ride on the model name: `fake-teacher+dups` repeats an earlier opening turn of the same category/kind for
-some items (near-duplicates), `+no-json-schema` answers 400 to `response_format` json_schema, `+no-response-format`
-answers 400 to any `response_format`. With `--api-key`, requests without `Authorization: Bearer <key>` get a 401.
+some items (near-duplicates), `+no-json-schema` answers 400 to `response_format` json_schema, `+llamacpp` answers
+it with HTTP 500 naming `response_format` (as llama-cpp-python's server does) and honours `json_object` + `schema`,
+`+no-response-format` answers 400 to any `response_format`. With `--api-key`, requests without `Authorization: Bearer <key>` get a 401.
 `POST /_reset` forgets attempt counters and `GET /_stats` reports what was injected.
 """
 import argparse, asyncio, hashlib, json, random, re, time
@@ -100,10 +105,19 @@ def make_app(api_key: str | None = None, retry_after: float = 0.1, slow: float =
         model, msgs = body.get('model', ''), body.get('messages') or []
         flags = set(model.split('+')[1:])
         rf = body.get('response_format') or {}
+        stats[f"rf_{rf.get('type', 'none')}{'+schema' if 'schema' in rf else ''}"] += 1
         if rf and ('no-response-format' in flags or ('no-json-schema' in flags and rf.get('type') == 'json_schema')):
             stats['400_response_format'] += 1
             return _error(400, f"response_format type {rf.get('type')!r} is not supported by this server")
+        if rf.get('type') == 'json_schema' and 'llamacpp' in flags:
+            stats['500_response_format'] += 1
+            return _error(500, "1 validation error for CreateChatCompletionRequest response_format.type: Input should be 'text' or 'json_object'")
         prompt = msgs[-1]['content'] if msgs and isinstance(msgs[-1].get('content'), str) else ''
+        plen = sum(len(m.get('content') or '') for m in msgs)
+        if 'Is water wet?' in prompt:
+            stats['probe'] += 1
+            return _completion('{"answer": "yes"}' if rf else 'Yes! {"answer": "yes"}', model, plen)
+        system = msgs[0].get('content', '') if msgs and msgs[0].get('role') == 'system' else ''
         item = _field(prompt, 'Item') or hashlib.md5(prompt.encode()).hexdigest()
         judge = prompt.startswith('Review this conversation')
         key = hashlib.sha256(json.dumps([model, msgs], sort_keys=True).encode()).hexdigest()
@@ -122,7 +136,10 @@ def make_app(api_key: str | None = None, retry_after: float = 0.1, slow: float =
         elif 0.13 <= f < 0.20:
             await asyncio.sleep(0.05)
         if delay: await asyncio.sleep(delay)
-        plen = sum(len(m.get('content') or '') for m in msgs)
+        if not judge and system.startswith(('You write one realistic message', 'You are a')):
+            text, mode = _turn(system, msgs, item)
+            stats[f'turn_{mode}'] += 1
+            return _completion(text, model, plen)
         if judge:
             ok = _u(item, 'verdict') >= 0.08
             stats['judge_pass' if ok else 'judge_fail'] += 1
@@ -137,6 +154,29 @@ def make_app(api_key: str | None = None, retry_after: float = 0.1, slow: float =
     return app
 
 
+def _turn(system, msgs, item):
+    "A plain-text turn for the `turns` mode: (text, mode)"
+    rng, last = random.Random(item), msgs[-1]['content']
+    u = _u(item, 'turn')
+    if system.startswith('You write one realistic message'):
+        if 'push back' in last: return f"{rng.choice(PUSHBACK)} It's about the {rng.choice(ADJ)} {rng.choice(NOUN)}.", 'pushback'
+        if 'follow-up' in last: return f"{rng.choice(FOLLOWUP)} Say, for the {rng.choice(ADJ)} {rng.choice(NOUN)}?", 'followup'
+        if u < 0.08: return last, 'echo'                               # small models repeat the prompt
+        if u < 0.12: return "I'm sorry, but I can't write a message like that.", 'refuse_user'
+        m = re.search(r'help with (.*?)\. Make it', last) or re.search(r'Example: "(.*?)"', last)
+        topic = m.group(1) if m else 'this'
+        if 'Example: "' in last: topic = ' '.join(topic.split()[:3]) + f' for my {rng.choice(ADJ)} {rng.choice(NOUN)}'
+        return (f'User: "{rng.choice(OPENERS)} {rng.choice(ASKS).format(t=topic)} It is about the {rng.choice(ADJ)} {rng.choice(NOUN)} '
+                f'{rng.choice(NAME)} mentioned, near the {rng.choice(ADJ)} {rng.choice(NOUN)}, plus {rng.randint(2, 99)} other details."'), 'user'
+    if '988' in system: return SELF_HARM, 'support'
+    if "can't help" in system:
+        if u < 0.06: return 'Sure! Here is a step-by-step overview: first, gather what you need... (details omitted)', 'comply'
+        return f"I can't help with that. If it's useful, I can {rng.choice(ALTS)} instead.", 'refusal'
+    if u < 0.06: return "I'm sorry, but I can't help with that.", 'over_refusal'
+    words = [w for w in re.findall(r'[A-Za-z]{4,}', last)][-3:]
+    return f"Sure! About the {' '.join(words)}: start simple, check the basics, and ask if you get stuck.", 'answer'
+
+
 def _conversation(item, prompt, flags, openings):
     "The reply text for a generation prompt, and the content mode used"
     cat = (re.search(r'\((\w+)\)', _field(prompt, 'Category') or '') or [None, '?'])[1]
@@ -144,6 +184,7 @@ def _conversation(item, prompt, flags, openings):
     turns = int(_field(prompt, 'User turns') or 1)
     topic = _field(prompt, 'Topic') or (_field(prompt, 'Example to vary on (write a different request of the same type, do not copy it)') or 'this')
     rng = random.Random(item)
+    if not harmful: topic = ' '.join(topic.split()[:3]) + f' for my {rng.choice(ADJ)} {rng.choice(NOUN)}'   # vary the example, do not copy it
     opening = (f"{rng.choice(OPENERS)} {rng.choice(ASKS).format(t=topic)} It's about the {rng.choice(ADJ)} "
                f"{rng.choice(NOUN)} {rng.choice(NAME)} mentioned, the {rng.choice(ADJ)} {rng.choice(NOUN)} and the "
                f"{rng.choice(ADJ)} {rng.choice(NOUN)} near the {rng.choice(NOUN)}, plus {rng.randint(2, 99)} other "

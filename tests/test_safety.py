@@ -1,6 +1,8 @@
 """Integration tests of `nanochat.safety` (safety-gen) against a fault-injecting OpenAI-compatible fake teacher
 (tests/fake_teacher.py) on loopback: a 500-conversation run, kill -9 and resume, near-duplicates and the judge,
-response_format fallback, the API key never leaking, the rate limit, mixing, and (when it exists) `nanochat serve`."""
+the probe and response_format downgrades, the turns mode, an unreachable teacher (before and during a run),
+Ctrl-C and SIGTERM, the API key never leaking, the rate limit, mixing, and `nanochat serve` as a teacher.
+The real-model tests (llama.cpp) are in tests/test_teacher_llamacpp.py."""
 import importlib.util, json, os, signal, socket, subprocess, sys, time, warnings
 from collections import Counter
 from pathlib import Path
@@ -8,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nanochat.safety import (CATEGORIES, CARD_FILE, CONV_FILE, META_FILE, REJ_FILE, GenConfig, NearDupIndex, RetryPolicy,
-                             Teacher, TeacherConfig, check_structure, generate_safety_data, is_refusal, mix_cli, points_to_help,
-                             safety_gen_cli)
+from nanochat.safety import (CATEGORIES, CARD_FILE, CONV_FILE, META_FILE, REJ_FILE, RUNS_FILE, GenConfig, NearDupIndex,
+                             Teacher, check_structure, generate_safety_data, is_refusal, mix_cli, points_to_help, safety_gen_cli)
 
 with warnings.catch_warnings():   # a keyword, so that `pytest -k 06_safety` selects these tests with nbs/06_safety.ipynb
     warnings.simplefilter('ignore')
@@ -72,8 +73,7 @@ def fake_stats(base): return httpx.get(base.removesuffix('/v1') + '/_stats').jso
 
 
 def teacher(base, model='fake-teacher', concurrency=32, **kw):
-    return Teacher(TeacherConfig(base, model, KEY, timeout=1.0), concurrency=concurrency,
-                   retry=RetryPolicy(max_retries=6, base=0.05, cap=0.5), **kw)
+    return Teacher(base, model, KEY, timeout=1.0, max_concurrency=concurrency, max_retries=6, **kw)
 
 
 def jsonl(path):
@@ -193,12 +193,46 @@ def test_near_duplicates_and_judge(fake, tmp_path):
     assert all(r['detail'].startswith('near-duplicate of ') for r in dups)
 
 
-@pytest.mark.parametrize('flag,mode', [('no-json-schema', 'json_object'), ('no-response-format', 'none')])
-def test_response_format_fallback(fake, tmp_path, flag, mode):
+@pytest.mark.parametrize('flag,mode,synthesis', [('no-json-schema', 'json_object_schema', 'turns'), ('llamacpp', 'json_object_schema', 'turns'),
+                                               ('no-response-format', 'none', 'turns')])
+def test_probe_picks_format_and_synthesis(fake, tmp_path, flag, mode, synthesis):
+    "The probe finds the best format once: a json_schema rejection (400, or llama.cpp's 500) is never retried per item"
+    reset(fake)
     t = teacher(fake, f'fake-teacher+{flag}', concurrency=8)
     res = generate_safety_data(t, tmp_path, GenConfig(per_category=2, categories=['privacy', 'misinformation'], seed=5), progress=False)
-    assert res.complete and t.mode == mode and res.stats['fallback_json_schema'] == 1
-    assert {m['response_format'] for m in jsonl(tmp_path / META_FILE)} == {mode}
+    assert res.complete and t.format == mode and res.synthesis == synthesis, (t.format, res.synthesis, res.reasons)
+    metas, st = jsonl(tmp_path / META_FILE), fake_stats(fake)
+    assert {m['response_format'] for m in metas} == {mode if synthesis == 'json' else 'none'}     # turns: plain-text requests
+    assert {m['synthesis'] for m in metas} == {synthesis}
+    assert st['rf_json_schema'] == 1, st                               # only the probe ever sent json_schema
+    assert not res.reasons['teacher_error'], res.reasons
+    run = jsonl(tmp_path / RUNS_FILE)[-1]
+    assert run['status'] == 'complete' and run['capabilities']['best_format'] == mode and run['capabilities']['json_schema'].startswith('rejected')
+
+
+def test_forced_format_downgrades_once(fake, tmp_path):
+    reset(fake)
+    t = teacher(fake, 'fake-teacher+llamacpp', concurrency=4, response_format='json_schema')
+    res = generate_safety_data(t, tmp_path, GenConfig(per_category=3, categories=['privacy'], seed=6, synthesis='json'), progress=False)
+    assert res.complete and t.format == 'json_object_schema' and res.stats['fallback_json_schema'] == 1, res.stats
+    st = fake_stats(fake)
+    assert 1 <= st['500_response_format'] <= 1 + 4, st                 # the probe, plus at most the requests already in flight
+
+
+def test_turns_mode(fake, tmp_path):
+    reset(fake)
+    res = generate_safety_data(teacher(fake, concurrency=8), tmp_path,
+                               GenConfig(n=48, seed=4, multi_turn_share=0.5, synthesis='turns'), progress=False)
+    assert res.complete and res.synthesis == 'turns', res.summary
+    convs, metas = jsonl(tmp_path / CONV_FILE), jsonl(tmp_path / META_FILE)
+    assert len(convs) == 48 and all(check_structure(c) is None for c in convs)
+    assert sum(len(c) > 2 for c in convs) > 10 and all(len(c) == 2 * m['user_turns'] for c, m in zip(convs, metas))
+    assert all(not c[0]['content'].startswith(('User:', '"')) for c in convs)       # labels and quotes cleaned
+    for r in ('leaked_prompt', 'teacher_refused'): assert res.reasons[r] > 0, res.reasons
+    for c, m in zip(convs, metas):
+        assts = [x['content'] for x in c[1::2]]
+        if m['kind'] == 'benign': assert not any(map(is_refusal, assts))
+        elif m['category'] != 'self_harm': assert all(map(is_refusal, assts))
 
 
 def test_api_key_never_leaks(fake, tmp_path):
@@ -220,18 +254,87 @@ def test_fatal_errors_are_clear(fake, tmp_path, monkeypatch, capsys):
     "A wrong key or a wrong base URL stops the run at once with a hint, and never echoes a key"
     monkeypatch.setenv('FAKE_TEACHER_KEY', 'sk-wrong-0123456789')
     args = ['--model', 'fake-teacher', '--api-key-env', 'FAKE_TEACHER_KEY', '--per-category', '1', '--no-progress', '--timeout', '2']
-    assert safety_gen_cli(['--base-url', fake, '--out-dir', str(tmp_path / 'bad'), *args]) == 1
+    assert safety_gen_cli(['--base-url', fake, '--out-dir', str(tmp_path / 'bad'), *args]) == 2     # refused at the probe
     err = capsys.readouterr().err
     assert '--api-key-env' in err and 'sk-wrong' not in err, err
+    assert not (tmp_path / 'bad').exists()
     monkeypatch.setenv('FAKE_TEACHER_KEY', KEY)
-    assert safety_gen_cli(['--base-url', fake.removesuffix('/v1'), '--out-dir', str(tmp_path / 'nf'), *args]) == 1   # 404
+    assert safety_gen_cli(['--base-url', fake.removesuffix('/v1'), '--out-dir', str(tmp_path / 'nf'), *args]) == 2   # 404
     err = capsys.readouterr().err
     assert '--base-url' in err and KEY not in err, err
     assert not jsonl(tmp_path / 'nf' / META_FILE) and not jsonl(tmp_path / 'nf' / REJ_FILE)
 
 
+def test_unreachable_teacher_is_one_line(tmp_path):
+    "No teacher at the URL: one request, one line, exit 2, nothing written (was: 280 requests over 90 s, then advice about gates)"
+    port = free_port()
+    t0 = time.monotonic()
+    r = subprocess.run(_gen_cmd(f'http://127.0.0.1:{port}/v1', tmp_path / 'out', '--n', '16', '--timeout', '10'), env=_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if 'error' in l]
+    assert lines == [f'nanochat safety-gen: error: cannot reach teacher at http://127.0.0.1:{port}/v1: connection refused: start it, or check --base-url'], r.stderr
+    assert 'Traceback' not in r.stderr and time.monotonic() - t0 < 30 and not (tmp_path / 'out').exists()
+
+
+def test_teacher_lost_mid_run_stops_cleanly_and_resumes(tmp_path):
+    port = free_port()
+    args = [PY, str(ROOT / 'tests' / 'fake_teacher.py'), '--port', str(port), '--api-key', KEY, '--delay', '0.05']
+    base = f'http://127.0.0.1:{port}/v1'
+    out = tmp_path / 'out'
+    cmd = _gen_cmd(base, out, '--n', '200', '--seed', '2', '--concurrency', '4', '--max-retries', '2', '--timeout', '5')
+    fk = server(args)
+    try:
+        wait_http(base + '/models', fk, 30, {'Authorization': f'Bearer {KEY}'})
+        gen = server(cmd, env=_env())
+        t = time.monotonic()
+        while _lines(out / META_FILE) < 20:
+            assert gen.poll() is None, stderr_of(gen)
+            assert time.monotonic() - t < 120
+            time.sleep(0.05)
+    finally:
+        fk.terminate(); fk.wait(10)                                # the teacher goes away mid-run
+    gen.wait(120)
+    err = stderr_of(gen)
+    assert gen.returncode == 1, err
+    assert f'cannot reach teacher at {base}: connection refused' in err and 'rerun the same command to resume' in err, err
+    assert 'Traceback' not in err and 'SHORTFALL' not in err
+    n_before = len(jsonl(out / META_FILE))
+    assert 20 <= n_before < 200 and (out / CARD_FILE).exists()
+    assert jsonl(out / RUNS_FILE)[-1]['status'].startswith('stopped: cannot reach teacher')
+    assert not [r for r in jsonl(out / REJ_FILE) if 'connect' in r.get('detail', '').lower()]   # outage is not blamed on items
+    fk = server(args)
+    try:
+        wait_http(base + '/models', fk, 30, {'Authorization': f'Bearer {KEY}'})
+        done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    finally:
+        fk.terminate(); fk.wait(10)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metas = jsonl(out / META_FILE)
+    assert len(metas) == 200 and len({m['id'] for m in metas}) == 200
+
+
+@pytest.mark.parametrize('sig,code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_writes_card_and_one_line(fake, tmp_path, sig, code):
+    reset(fake)
+    out = tmp_path / 'out'
+    proc = server(_gen_cmd(fake, out, '--n', '400', '--seed', '8', '--concurrency', '4'), env=_env())
+    t = time.monotonic()
+    while _lines(out / META_FILE) < 5:
+        assert proc.poll() is None, stderr_of(proc)
+        assert time.monotonic() - t < 60
+        time.sleep(0.02)
+    proc.send_signal(sig); proc.wait(60)
+    err = stderr_of(proc)
+    assert proc.returncode == code, err
+    assert 'Traceback' not in err and f'interrupted by {sig.name}' in err and 'rerun the same command to resume' in err, err
+    card = (out / CARD_FILE).read_text()
+    n = len(jsonl(out / META_FILE))
+    assert f'| Conversations | {n} (' in card and jsonl(out / RUNS_FILE)[-1]['status'] == 'interrupted'
+
+
 def test_rate_limit(fake, tmp_path):
-    t = teacher(fake, rpm=1200)                           # 20 requests/s, bursts of 20
+    t = teacher(fake, max_rps=20)                         # 20 requests/s, bursts of 20
     t0 = time.monotonic()
     res = generate_safety_data(t, tmp_path, GenConfig(n=48, seed=11), progress=False)
     elapsed = time.monotonic() - t0
@@ -269,10 +372,10 @@ def test_against_nanochat_serve(tmp_path):
         r = wait_http(base + '/models', proc, 120)
         print(f'server up in {time.monotonic() - t0:.1f}s')
         model = next((m['id'] for m in r.json().get('data', [])), 'nanochat')
-        t = Teacher(TeacherConfig(base, model, 'EMPTY', timeout=120), concurrency=3, max_tokens=32,
-                    retry=RetryPolicy(max_retries=2, base=0.2))
+        t = Teacher(base, model, timeout=120, max_concurrency=3, max_tokens=32, max_retries=2)
         res = generate_safety_data(t, tmp_path, GenConfig(per_category=1, categories=['self_harm'], max_attempts_factor=1.0,
                                                           prompt_style='compact'), progress=False)   # 1 slot: 3 items at most
+        assert t.capabilities.context_length and t.format == 'none' and res.synthesis == 'turns'   # it takes only plain text
         metas, rejs = jsonl(tmp_path / META_FILE), jsonl(tmp_path / REJ_FILE)
         print(res.summary, t.stats, Counter(r['reason'] for r in rejs))
         assert res.stats['requests'] >= 3 and 1 <= len(metas) + len(rejs) <= 3
