@@ -1,0 +1,51 @@
+"""Schemathesis over `/openapi.json` of a real `nanochat serve` (fixture model, rate limits off): every operation,
+every check, 200 examples each. The run must end with no failure at all: no 5xx, no response that violates the
+schema (bodies, SSE events, status codes, content types, headers), no request the schema forbids accepted, and no
+schema-valid request refused except for the reasons in schemathesis_hooks.py. Slow: a few minutes."""
+import os, re, socket, subprocess, sys, time
+from pathlib import Path
+import httpx, pytest
+from conftest import ROOT, UPSTREAM
+
+FIX = UPSTREAM / 'E4-2026-07' / 'gqa-window'
+EXAMPLES = int(os.environ.get('NANOCHAT_SCHEMATHESIS_EXAMPLES', '200'))
+CONFIG = '''[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+'''
+
+def free_port():
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+@pytest.mark.slow
+def test_schemathesis_all_checks(tmp_path):
+    st = Path(sys.executable).parent / 'schemathesis'
+    if not st.exists(): pytest.skip('schemathesis not installed: pip install schemathesis (dev extra)')
+    port = free_port()
+    code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
+    srv = subprocess.Popen([sys.executable, '-c', code, '--model', str(FIX), '--port', str(port), '--device', 'cpu', '--no-rate-limit',
+                            '--log-level', 'warning'], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f'http://127.0.0.1:{port}'
+    try:
+        t0 = time.monotonic()
+        while True:
+            if srv.poll() is not None: pytest.fail('server exited')
+            try:
+                if httpx.get(url + '/health', timeout=2).status_code == 200: break
+            except httpx.HTTPError: pass
+            if time.monotonic() - t0 > 120: pytest.fail('server not healthy in 120 s')
+            time.sleep(0.2)
+        (tmp_path / 'schemathesis.toml').write_text(CONFIG)
+        env = {**os.environ, 'SCHEMATHESIS_HOOKS': 'schemathesis_hooks', 'PYTHONPATH': str(ROOT / 'tests'), 'NO_COLOR': '1'}
+        r = subprocess.run([str(st), '--config-file', str(tmp_path / 'schemathesis.toml'), 'run', url + '/openapi.json', '--checks', 'all',
+                            '-n', str(EXAMPLES), '--seed', '14', '-w', '2', '--request-timeout', '300', '--max-response-time', '300',
+                            '--report-dir', str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
+        out = r.stdout + r.stderr
+        summary = out[out.rfind('SUMMARY'):]
+        print(summary)
+        assert 'Selected: 9/9' in summary and 'Tested: 9' in summary, summary
+        assert r.returncode == 0 and 'Failures:' not in summary and 'Errors:' not in summary, out[-20000:]
+        assert srv.poll() is None                           # the server is still up
+    finally:
+        srv.terminate()
+        try: srv.wait(30)
+        except subprocess.TimeoutExpired: srv.kill(); srv.wait()
