@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, re, tempfile, zipfile, pickle
 from pathlib import Path
 import torch
-from .model import GPT, GPTConfig, ERAS
+from .model import GPT, GPTConfig, ERAS, quantize_model
 from .tokenizer import Tokenizer
 
 # %% auto #0
@@ -144,7 +144,7 @@ def load_state(model, state_dict, file):
     model.load_state_dict(state_dict, strict=True)
 
 # %% ../nbs/02_checkpoint.ipynb #6e0bad23
-def load_model(path=None, device=None, source='sft', tag=None, step=None, dtype=None):
+def load_model(path=None, device=None, source='sft', tag=None, step=None, dtype=None, quantize=None):
     "Load any nanochat checkpoint (base dir, checkpoint folder, snapshot, or model file): (model, tokenizer, meta)"
     folder, step, tok_dir = find_checkpoint(path, source, tag, step)
     file = folder / f'model_{step:06d}.pt'
@@ -161,6 +161,7 @@ def load_model(path=None, device=None, source='sft', tag=None, step=None, dtype=
     model.init_rotary()
     device = torch.device(device) if device else default_device()
     model.to(device=device, dtype=dtype or default_dtype(device)).eval()
+    quantize_model(model, quantize)   # engine helper: None, 'int8' (CPU) or 'bf16' (see 01_model)
     meta = {**meta, 'era': cfg.era, 'checkpoint': str(file), 'step': step}
     return model, tokenizer, meta
 

@@ -5,14 +5,15 @@
 # %% ../nbs/01_model.ipynb #e35834b0
 from __future__ import annotations
 import math
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict, fields, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ERAS', 'UPSTREAM_FIELDS', 'GPTConfig', 'window_sizes', 'norm', 'rotary_tables', 'apply_rotary', 'KVCache',
-           'attention_mask', 'CausalSelfAttention', 'MLP', 'Block', 'has_value_embed', 'GPT']
+__all__ = ['ERAS', 'UPSTREAM_FIELDS', 'QUANT_SKIP', 'GPTConfig', 'window_sizes', 'norm', 'rotary_tables', 'apply_rotary',
+           'KVCache', 'SeqKV', 'Packed', 'attention_mask', 'CausalSelfAttention', 'MLP', 'Block', 'has_value_embed',
+           'GPT', 'quantize_model']
 
 # %% ../nbs/01_model.ipynb #6f98c55a
 ERAS = {
@@ -120,7 +121,7 @@ class KVCache:
     def for_model(cls, model, n_slots, max_len=None, dtype=None):
         "A cache shaped for `model`"
         c, p = model.config, next(model.parameters())
-        return cls(n_slots, max_len or c.sequence_len, c.n_layer, c.n_kv_head, c.head_dim, c.n_embd, p.device, dtype or p.dtype)
+        return cls(n_slots, c.sequence_len if max_len is None else max_len, c.n_layer, c.n_kv_head, c.head_dim, c.n_embd, p.device, dtype or p.dtype)
 
     def reset(self, slot=None):
         "Forget one slot (or all)"
@@ -133,6 +134,52 @@ class KVCache:
         self.v[:, dst, :, :n] = self.v[:, src, :, :n]
         self.prev_emb[dst] = self.prev_emb[src]
         self.lengths[dst] = n
+
+    def resize(self, n_slots, max_len):
+        "Reallocate to `n_slots` x `max_len` tokens, keeping what fits (the engine grows and shrinks its cache with use)"
+        if (n_slots, max_len) == (self.n_slots, self.max_len): return self
+        L, _, H, _, D = self.k.shape
+        S, T = min(n_slots, self.n_slots), min(max_len, self.max_len, max(self.lengths[:n_slots], default=0))
+        k = torch.zeros((L, n_slots, H, max_len, D), device=self.k.device, dtype=self.k.dtype)   # zeros: masked keys must
+        v = torch.zeros_like(k)                                                                   # never be NaN garbage
+        if S and T: k[:, :S, :, :T] = self.k[:, :S, :, :T]; v[:, :S, :, :T] = self.v[:, :S, :, :T]
+        pe = torch.zeros(n_slots, self.prev_emb.shape[1], device=k.device, dtype=k.dtype)
+        pe[:S] = self.prev_emb[:S]
+        self.k, self.v, self.prev_emb = k, v, pe
+        self.lengths = (self.lengths + [0] * n_slots)[:n_slots]
+        self.n_slots, self.max_len = n_slots, max_len
+        return self
+
+    @property
+    def nbytes(self): return self.k.nbytes + self.v.nbytes + self.prev_emb.nbytes
+
+class SeqKV:
+    "Keys and values of one sequence being prefilled (the engine's staging area before it joins the decode batch)"
+    def __init__(self, n_layer, n_kv_head, head_dim, n_embd, capacity, device='cpu', dtype=torch.float32):
+        self.k = torch.empty((n_layer, n_kv_head, capacity, head_dim), device=device, dtype=dtype)
+        self.v = torch.empty_like(self.k)
+        self.prev_emb = torch.zeros(n_embd, device=device, dtype=dtype)
+        self.length = 0
+
+    @classmethod
+    def for_model(cls, model, capacity):
+        c, p = model.config, next(model.parameters())
+        return cls(c.n_layer, c.n_kv_head, c.head_dim, c.n_embd, capacity, p.device, p.dtype)
+
+    def to_slot(self, cache, slot):
+        "Copy this sequence into `cache` slot `slot`"
+        n = self.length
+        cache.k[:, slot, :, :n] = self.k[:, :, :n]; cache.v[:, slot, :, :n] = self.v[:, :, :n]
+        cache.prev_emb[slot] = self.prev_emb
+        cache.lengths[slot] = n
+
+@dataclass
+class Packed:
+    "One packed engine forward: `n_dec` decode rows (cache slots 0..n_dec-1, one token each), then prefill segments"
+    cache: KVCache | None
+    n_dec: int
+    segs: list                     # [(SeqKV, n_tokens)] in token order after the decode rows
+    dec_pos: torch.Tensor | None = None
 
 # %% ../nbs/01_model.ipynb #c94c6fb5
 def attention_mask(q_pos, k_len, window, device):
@@ -165,7 +212,8 @@ class CausalSelfAttention(nn.Module):
         q, k = norm(q), norm(k)
         if self.qk_scale != 1.0: q, k = q * self.qk_scale, k * self.qk_scale
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, H, T, D)
-        if cache is None:
+        if isinstance(cache, Packed): y = self._packed(q, k, v, window, cache)
+        elif cache is None:
             if window >= T - 1: y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head)
             else:
                 mask = attention_mask(torch.arange(T, device=x.device)[None], T, window, x.device)
@@ -191,6 +239,24 @@ class CausalSelfAttention(nn.Module):
         if T == 1 and window >= k_len and bool((pos[:, 0] == k_len - 1).all()): mask = None   # every row sees its whole prefix
         else: mask = attention_mask(pos, k_len, window, q.device)
         return F.scaled_dot_product_attention(q, K.to(q.dtype), V.to(q.dtype), attn_mask=mask, enable_gqa=self.n_kv_head != self.n_head)
+
+    def _packed(self, q, k, v, window, plan):
+        "Attention for a packed step: the decode rows batched over the cache, each prefill segment over its own keys"
+        gqa, L, nd, ys = self.n_kv_head != self.n_head, self.layer_idx, plan.n_dec, []
+        if nd:
+            row = lambda t: t[0, :, :nd].transpose(0, 1).unsqueeze(2)          # (nd, H, 1, D)
+            ys.append(self._cached(row(q), row(k), row(v), window, plan.cache, plan.dec_pos, None)[:, :, 0].transpose(0, 1))
+        o = nd
+        for s, t in plan.segs:
+            p0, kk, vv = s.length, s.k[L], s.v[L]
+            kk[:, p0:p0 + t] = k[0, :, o:o + t].to(kk.dtype); vv[:, p0:p0 + t] = v[0, :, o:o + t].to(vv.dtype)
+            qs, K, V = q[:, :, o:o + t], kk[None, :, :p0 + t].to(q.dtype), vv[None, :, :p0 + t].to(q.dtype)
+            if p0 == 0 and window >= t - 1: y = F.scaled_dot_product_attention(qs, K, V, is_causal=True, enable_gqa=gqa)
+            else:
+                mask = attention_mask(torch.arange(p0, p0 + t, device=q.device)[None], p0 + t, window, q.device)
+                y = F.scaled_dot_product_attention(qs, K, V, attn_mask=mask, enable_gqa=gqa)
+            ys.append(y[0]); o += t
+        return (ys[0] if len(ys) == 1 else torch.cat(ys, 1))[None]
 
 class MLP(nn.Module):
     def __init__(self, config):
@@ -299,6 +365,60 @@ class GPT(nn.Module):
         if targets is None: return logits
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=loss_reduction)
 
+    def forward_packed(self, idx, plan, logits_at=None):
+        """The engine's step: `idx` (N,) holds `plan.n_dec` decode tokens then each prefill segment's tokens;
+        returns fp32 logits (len(logits_at), vocab_size) at those packed positions (None: all, an empty list: none).
+        Call it under `torch.inference_mode()` or `torch.no_grad()`, as the engine does"""
+        c, nd, cache = self.config, plan.n_dec, plan.cache
+        ids = idx.view(1, -1)
+        pos = []
+        if nd:
+            plan.dec_pos = torch.tensor(cache.lengths[:nd], device=idx.device)[:, None]
+            if int(plan.dec_pos.max()) >= cache.max_len:
+                raise ValueError(f'KV cache holds {cache.max_len} tokens per sequence; this step needs {int(plan.dec_pos.max()) + 1}')
+            pos.append(plan.dec_pos[:, 0])
+        for s, t in plan.segs:
+            if s.length + t > s.k.shape[2]: raise ValueError(f'a prefill segment needs {s.length + t} tokens but holds {s.k.shape[2]}')
+            pos.append(torch.arange(s.length, s.length + t, device=idx.device))
+        pos = pos[0] if len(pos) == 1 else torch.cat(pos)
+        if ids.shape[1] != len(pos): raise ValueError(f'{ids.shape[1]} tokens for a plan of {len(pos)}')
+        if int(pos.max()) >= self.rotary_len: raise ValueError(f'position {int(pos.max())} is beyond the rotary table ({self.rotary_len})')
+        x = norm(self.transformer.wte(ids))
+        dt = x.dtype
+        cos, sin = self.cos[pos][None, :, None].to(dt), self.sin[pos][None, :, None].to(dt)
+        if c.smear_channels: x = self._smear_packed(x, pos, plan)
+        x0, x_back = x, None
+        for i, block in enumerate(self.transformer.h):
+            if c.lambdas: x = self.resid_lambdas[i].to(dt) * x + self.x0_lambdas[i].to(dt) * x0
+            ve = self.value_embeds[str(i)](ids).to(dt) if hasattr(self, 'value_embeds') and str(i) in self.value_embeds else None
+            x = block(x, ve, cos, sin, self.windows[i], plan, pos[None], None)
+            if c.backout and i == c.n_layer // 2: x_back = x
+        for j in range(nd): cache.lengths[j] += 1
+        for s, t in plan.segs: s.length += t
+        if x_back is not None: x = x - self.backout_lambda.to(dt) * x_back
+        x = x[0] if logits_at is None else x[0, logits_at]
+        if x.shape[0] == 0: return x.new_zeros(0, c.vocab_size, dtype=torch.float32)
+        logits = self.lm_head(norm(x))[..., :c.vocab_size].float()
+        return c.softcap * torch.tanh(logits / c.softcap)
+
+    def _smear_packed(self, x, pos, plan):
+        "Smear for a packed step: a row's previous token comes from the packed tokens, or its cache at a row's start"
+        xs, nd = x[0], plan.n_dec
+        prev = torch.cat([torch.zeros_like(xs[:1]), xs[:-1]])
+        if nd:
+            prev[:nd] = plan.cache.prev_emb[:nd].to(xs.dtype)
+            plan.cache.prev_emb[:nd] = xs[:nd].to(plan.cache.prev_emb.dtype)
+        o = nd
+        for s, t in plan.segs:
+            prev[o] = s.prev_emb.to(xs.dtype); s.prev_emb = xs[o + t - 1].to(s.prev_emb.dtype, copy=True); o += t
+        gate = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(x[..., :self.config.smear_channels]))
+        gate = gate * (pos > 0)[None, :, None].to(x.dtype)
+        return x + gate * prev[None]
+
+    def prev_embedding(self, token: int):
+        "What smear needs of a cached prefix that ends in `token`: its normed embedding (the KV cache's `prev_emb`)"
+        return norm(self.transformer.wte(torch.tensor([token], device=self.transformer.wte.weight.device)))[0]
+
     def _smear(self, x, pos, cache, slots):
         "Mix each token's previous token embedding in, through a learned gate (E4)"
         B, T, C = x.shape
@@ -312,3 +432,24 @@ class GPT(nn.Module):
         gate = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(x[..., :self.config.smear_channels]))
         gate = gate * (pos > 0).unsqueeze(-1).to(x.dtype)    # the very first token has nothing before it
         return x + gate * prev
+
+# %% ../nbs/01_model.ipynb #a173b2ce
+QUANT_SKIP = ('ve_gate', 'smear_gate')   # tiny gates: nothing to gain, and they feed sigmoid gates directly
+
+def quantize_model(model, how: str | None):
+    "Quantize `model` in place: None (as is), 'int8' (CPU: dynamic int8 Linear, per-channel weights) or 'bf16'"
+    if how is None: return model
+    if how == 'bf16': return model.to(torch.bfloat16)
+    if how != 'int8': raise ValueError(f"quantize={how!r}: use 'int8' (CPU) or 'bf16'")
+    import warnings
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    dev = next(model.parameters()).device
+    if dev.type != 'cpu': raise ValueError(f"quantize='int8' runs on CPU only (the model is on {dev}): use 'bf16' on {dev.type}")
+    model.float()
+    spec = {n: per_channel_dynamic_qconfig for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) and not any(s in n for s in QUANT_SKIP)}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')     # torch.ao's deprecation notices: the kernels are what we want
+        quantize_dynamic(model, spec, inplace=True)
+    model.quantized = 'int8'
+    return model

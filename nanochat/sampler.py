@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['PENALTY_RANGE', 'SamplingParams', 'make_generator', 'process_logits', 'probs_after', 'SampleOutput', 'sample']
 
-# %% ../nbs/03_sampler.ipynb #75c2e39b
+# %% ../nbs/03_sampler.ipynb #621143bc
 import math, numbers
 from dataclasses import dataclass, field
 from typing import Sequence
 import torch
 from torch import Tensor
 
-# %% ../nbs/03_sampler.ipynb #7b80ba24
+# %% ../nbs/03_sampler.ipynb #86dec99a
 _GREEDY_EPS = 1e-5  # temperatures below this are treated as 0 (greedy)
 
 def _is_real(x): return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
@@ -26,7 +26,7 @@ def _token_id(k):
         except ValueError: return None
     return None
 
-# %% ../nbs/03_sampler.ipynb #4543d5f0
+# %% ../nbs/03_sampler.ipynb #fb61c85c
 @dataclass
 class SamplingParams:
     "One request's sampling knobs (OpenAI/vLLM semantics); every knob defaults to off"
@@ -80,7 +80,7 @@ class SamplingParams:
             out[t] = float(v)
         if any(type(k) is not int for k in self.logit_bias): self.logit_bias = out
 
-# %% ../nbs/03_sampler.ipynb #6ac5e85c
+# %% ../nbs/03_sampler.ipynb #e53dde33
 def make_generator(seed: int | None = None, device="cpu") -> torch.Generator:
     "A torch.Generator on `device` seeded from `seed` (None: a fresh random seed)"
     g = torch.Generator(device=device)
@@ -88,7 +88,7 @@ def make_generator(seed: int | None = None, device="cpu") -> torch.Generator:
     else: g.manual_seed(int(seed) % 2**64)  # manual_seed wants [0, 2**64); negative seeds wrap around
     return g
 
-# %% ../nbs/03_sampler.ipynb #34425c64
+# %% ../nbs/03_sampler.ipynb #9b88cc91
 def _as_params(params, B, V):
     "One validated SamplingParams per row (a single SamplingParams is shared by all rows)"
     if isinstance(params, SamplingParams): params = [params] * B
@@ -119,7 +119,7 @@ def _seen(sources, V, device):
     keys, counts = torch.unique(torch.cat(rs) * V + torch.cat(cs), return_counts=True)
     return keys // V, keys % V, counts
 
-# %% ../nbs/03_sampler.ipynb #95751f5d
+# %% ../nbs/03_sampler.ipynb #7bcd036e
 def _col(vals, x):
     "A per-row column (B, 1) on x's device and dtype"
     return torch.tensor(vals, dtype=x.dtype, device=x.device)[:, None]
@@ -176,7 +176,7 @@ def _presence_frequency(x, b, output_ids):
     x[r, c] -= _col(b.pres, x)[r, 0] + _col(b.freq, x)[r, 0] * n
     return x
 
-# %% ../nbs/03_sampler.ipynb #cfbf761c
+# %% ../nbs/03_sampler.ipynb #47f167a5
 def _temperature(x, b):
     if b.any_greedy:  # keep only the argmax token (after bias and penalties)
         keep = torch.zeros_like(x, dtype=torch.bool).scatter_(1, x.argmax(-1, keepdim=True), True)
@@ -216,7 +216,7 @@ def _min_p(x, b):
     probs = x.softmax(-1)
     return x.masked_fill(probs < probs.max(-1, keepdim=True).values * b.min_p.to(x.device, x.dtype), -math.inf)
 
-# %% ../nbs/03_sampler.ipynb #3dfb8e37
+# %% ../nbs/03_sampler.ipynb #f24e686a
 def process_logits(logits: Tensor, params: list[SamplingParams] | SamplingParams,
                    prompt_ids: list[Sequence[int]] | None = None,
                    output_ids: list[Sequence[int]] | None = None, allowed: Tensor | None = None) -> Tensor:
@@ -243,7 +243,7 @@ def _process(logits, b, prompt_ids, output_ids, allowed=None):
     x = _min_p(x, b)
     return x, broken
 
-# %% ../nbs/03_sampler.ipynb #0b68c8d5
+# %% ../nbs/03_sampler.ipynb #efd03982
 def probs_after(logits: Tensor, params: list[SamplingParams] | SamplingParams,
                 prompt_ids=None, output_ids=None) -> Tensor:
     "Probabilities after every knob (softmax of `process_logits`) for one row (V,) or a batch (B, V)"
@@ -253,7 +253,7 @@ def probs_after(logits: Tensor, params: list[SamplingParams] | SamplingParams,
         return process_logits(logits[None], params, one(prompt_ids), one(output_ids)).softmax(-1)[0]
     return process_logits(logits, params, prompt_ids, output_ids).softmax(-1)
 
-# %% ../nbs/03_sampler.ipynb #e0919526
+# %% ../nbs/03_sampler.ipynb #df7babbe
 @dataclass
 class SampleOutput:
     "Chosen tokens with their raw logprobs and, when asked, the top-N raw logprobs per row"
@@ -263,7 +263,7 @@ class SampleOutput:
     top_logprobs: Tensor | None = None # (B, N) float
     failed: list = field(default_factory=list)  # rows with nothing to sample from (only `_sample` returns any)
 
-# %% ../nbs/03_sampler.ipynb #3944cfd0
+# %% ../nbs/03_sampler.ipynb #42d7ad80
 def _generator(g, p, device, row):
     "The row's generator: the one given, else a fresh one from its seed, else None (torch's global RNG)"
     if g is None and p.seed is not None: g = make_generator(p.seed, device)
@@ -294,7 +294,7 @@ def _draw(x, b, gens, tokens, skip=()):
             tokens[run] = (d if ids is None else ids.gather(1, d))[:, 0]
     return tokens
 
-# %% ../nbs/03_sampler.ipynb #d767c75c
+# %% ../nbs/03_sampler.ipynb #816fc54f
 def sample(logits: Tensor, params: list[SamplingParams] | SamplingParams,
            generators: list[torch.Generator | None] | None = None,
            prompt_ids: list[Sequence[int]] | None = None,

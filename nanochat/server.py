@@ -131,6 +131,15 @@ class Metrics:
         self.prompt_tokens = Counter('nanochat:prompt_tokens', 'Prompt tokens processed', lbl, registry=r)
         self.generation_tokens = Counter('nanochat:generation_tokens', 'Tokens generated', lbl, registry=r)
         self.success = Counter('nanochat:request_success', 'Finished requests by finish reason', lbl + ['finished_reason'], registry=r)
+        # engine memory and prefix cache (engine helper): refreshed from stats() at each scrape
+        self.engine_gauges = {k: Gauge(f'nanochat:{k}', d, lbl, registry=r) for k, d in (
+            ('prefix_cache_hit_rate', 'Share of looked-up prompt tokens whose KV came from the prefix cache'),
+            ('prefix_cache_hit_tokens', 'Prompt tokens served from the prefix cache'),
+            ('prefix_cache_queried_tokens', 'Prompt tokens looked up in the prefix cache'),
+            ('prefix_cache_blocks', 'Blocks held by the prefix cache'),
+            ('kv_cache_tokens_allocated', 'KV-cache tokens allocated now (decode cache + prefills)'),
+            ('kv_cache_tokens_capacity', 'KV-cache token cap (--kv-cache-tokens)'),
+            ('kv_cache_bytes', 'Bytes held by the KV caches and the prefix cache'))}
         self.model_name = model_name
 
     def observe(self, req, gaps=()):
@@ -146,6 +155,8 @@ class Metrics:
     def render(self, stats: dict | None) -> bytes:
         "The exposition text, gauges refreshed from the engine's stats"
         if stats: self.running.labels(self.model_name).set(stats['running']); self.waiting.labels(self.model_name).set(stats['queue_depth'])
+        for k, g in self.engine_gauges.items():
+            if stats and k in stats: g.labels(self.model_name).set(stats[k])
         return generate_latest(self.registry)
 
 # %% ../nbs/07_server.ipynb #5b2be90d
@@ -697,7 +708,8 @@ def _openapi(app, ctx):
 def create_app(model_path=None, *, engine: BatchEngine | None = None, model_name: str | None = None, api_keys=(),
                rate_limit: str | None = '60/minute', rate_limit_storage: str = 'memory://', rate_limit_fail_open: bool = False,
                cors_origins=(), n_slots: int = 8, max_queue: int = 64, max_body_bytes: int = 1_000_000, max_message_chars: int = 100_000,
-               max_messages: int = 256, device: str | None = None, source: str = 'sft', ui_dir=None) -> FastAPI:
+               max_messages: int = 256, device: str | None = None, source: str = 'sft', ui_dir=None,
+               engine_options: dict | None = None, quantize: str | None = None) -> FastAPI:
     "A FastAPI app serving the OpenAI API over `engine`, or over the model at `model_path` (None: the bundled demo model) loaded in the background"
     api_keys = [k for k in api_keys if k]
     name = model_name or default_model_name(model_path)
@@ -710,8 +722,8 @@ def create_app(model_path=None, *, engine: BatchEngine | None = None, model_name
     def load():
         try:
             from nanochat.checkpoint import load_model
-            model, tok, meta = load_model(model_path, device=device, source=source)
-            ctx.engine, ctx.tok = BatchEngine(model, tok, n_slots=n_slots, max_queue=max_queue).start(), tok
+            model, tok, meta = load_model(model_path, device=device, source=source, quantize=quantize)
+            ctx.engine, ctx.tok = BatchEngine(model, tok, n_slots=n_slots, max_queue=max_queue, **(engine_options or {})).start(), tok
             ctx.ready.set()
             log.info('model %s ready (%s, context %d, %d slots)', name, meta.get('checkpoint'), ctx.engine.max_len, n_slots)
         except Exception as e:   # /health reports it; the process keeps running so the error is visible
@@ -874,6 +886,10 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument('--port', type=int, default=8000)
     p.add_argument('--slots', type=int, default=8, help='sequences decoded together (continuous batching)')
     p.add_argument('--max-queue', type=int, default=64, help='waiting requests before 503s')
+    p.add_argument('--kv-cache-tokens', type=int, default=None, help='cap on KV-cache tokens (all sequences, prefills and prefix cache); default slots x context + context. Requests wait when it is full')
+    p.add_argument('--prefix-cache-tokens', type=int, default=None, help='tokens the prefix cache may keep (default a quarter of the KV cap; 0 = off)')
+    p.add_argument('--prefill-chunk', type=int, default=512, help='tokens per engine step, shared by decode and batched prefill (default 512)')
+    p.add_argument('--quantize', default=None, choices=['int8', 'bf16'], help='int8: CPU int8 weights (torch dynamic int8 Linear); bf16: bfloat16 weights')
     p.add_argument('--api-key', action='append', default=[], help='accepted API key (repeatable; also NANOCHAT_API_KEYS, comma-separated)')
     p.add_argument('--rate-limit', default='60/minute', help='requests per key (or per IP without keys), e.g. 60/minute (default), 1000/hour; '
                    'failed authentications count per IP in the same window')
@@ -916,12 +932,16 @@ def serve_cli(argv: list[str] | None = None) -> int:
     keys = list(a.api_key) + [k.strip() for k in os.environ.get('NANOCHAT_API_KEYS', '').split(',') if k.strip()]
     try:
         check_serve_args(a)
+        if a.kv_cache_tokens is not None and a.kv_cache_tokens < 2: raise ValueError('--kv-cache-tokens must be at least 2')
+        if a.prefix_cache_tokens is not None and a.prefix_cache_tokens < 0: raise ValueError('--prefix-cache-tokens must be >= 0 (0 = off)')
+        if a.prefill_chunk < 1: raise ValueError('--prefill-chunk must be at least 1')
         from nanochat.checkpoint import find_checkpoint
         find_checkpoint(a.model, a.source)   # fail fast on a bad path or a missing demo model (it is cheap: no weights read)
         app = create_app(a.model, model_name=a.model_name, api_keys=keys, rate_limit=None if a.no_rate_limit else a.rate_limit,
                          rate_limit_storage=a.rate_limit_storage, rate_limit_fail_open=a.rate_limit_fail_open, cors_origins=a.cors_origin,
                          n_slots=a.slots, max_queue=a.max_queue, max_body_bytes=a.max_body_bytes, max_message_chars=a.max_message_chars,
-                         max_messages=a.max_messages, device=a.device, source=a.source)
+                         max_messages=a.max_messages, device=a.device, source=a.source, quantize=a.quantize,
+                         engine_options=dict(kv_cache_tokens=a.kv_cache_tokens, prefix_cache_tokens=a.prefix_cache_tokens, prefill_chunk=a.prefill_chunk))
     except ValueError as e:   # CheckpointError is a ValueError
         print(f'nanochat serve: error: {e}', flush=True); return 2
     logging.basicConfig(level=a.log_level.upper(), format='%(asctime)s %(levelname)s %(name)s: %(message)s')
