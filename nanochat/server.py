@@ -541,6 +541,12 @@ def _join_logprobs(head, tail):
 
 def _mean(xs): return sum(xs) / len(xs) if xs else -math.inf
 
+def _record_all(ctx, request, reqs, gaps):
+    "Record each prompt's engine request; the request log gets the summed token counts"
+    for r, g in zip(reqs, gaps): _record(ctx, request, r, g)
+    i = request.scope.get('nanochat') if request is not None else None
+    if i is not None: i['prompt_tokens'], i['completion_tokens'] = sum(r.prompt_tokens for r in reqs), sum(r.completion_tokens for r in reqs)
+
 def best_of_order(samples: list[dict], n: int) -> list[int]:
     "Indices of the `n` samples with the highest mean token logprob (OpenAI's and vLLM's best_of), best first"
     return sorted(range(len(samples)), key=lambda i: (-_mean([ev.logprob for ev in samples[i]['sampled']]), i))[:n]
@@ -586,22 +592,21 @@ async def text_completion(ctx: _Ctx, body: CompletionRequest, request: Request):
     if not body.stream:
         try: outs = await asyncio.gather(*[_collect(ctx, r, request, best_of) for r in reqs])
         except ClientGone:
-            for r in reqs: r.cancel(); _record(ctx, request, r, [])
+            for r in reqs: r.cancel()
+            _record_all(ctx, request, reqs, [[] for _ in reqs])
             return Response(status_code=499)
         finally:
             for r in reqs:
                 if not r.done: r.cancel()
+        _record_all(ctx, request, reqs, [g for _, g in outs])
         choices = []
-        for k, ((out, gaps), r) in enumerate(zip(outs, reqs)):
-            _record(ctx, request, r, gaps)
+        for k, ((out, _), r) in enumerate(zip(outs, reqs)):
             head, head_lp = echo_part(k, r)
             for j, i in enumerate(best_of_order(out, n) if best_of > n else range(n)):
                 c = out[i]
                 lp = None
                 if body.logprobs is not None: lp = _join_logprobs(head_lp, _completion_logprobs(tok, c['sampled'], len(head)))
                 choices.append({'index': k * n + j, 'text': head + c['text'], 'logprobs': lp, 'finish_reason': c['finish_reason']})
-        if len(reqs) > 1 and (i := request.scope.get('nanochat')) is not None:
-            i['prompt_tokens'], i['completion_tokens'] = use()['prompt_tokens'], use()['completion_tokens']
         return JSONResponse({**base(choices), 'usage': use()})
     with_usage = bool(body.stream_options and body.stream_options.include_usage)
     terminal = ctx.engine.sched.terminal
@@ -652,9 +657,9 @@ async def text_completion(ctx: _Ctx, body: CompletionRequest, request: Request):
                 if with_usage: yield sse({**base([]), 'usage': use()})
             yield sse('[DONE]')
         finally:
-            for r, g in zip(reqs, gaps):
+            for r in reqs:
                 if not r.done: r.cancel()
-                _record(ctx, request, r, g)
+            _record_all(ctx, request, reqs, gaps)
     return StreamingResponse(gen(), media_type='text/event-stream', headers={'cache-control': 'no-cache', 'x-accel-buffering': 'no'})
 
 # %% ../nbs/07_server.ipynb #ca0d6808
