@@ -9,8 +9,12 @@ from conftest import ROOT, UPSTREAM
 
 FIX = UPSTREAM / 'E4-2026-07' / 'gqa-window'
 EXAMPLES = int(os.environ.get('NANOCHAT_SCHEMATHESIS_EXAMPLES', '200'))
+# one worker: with two, CPython 3.11's ast module (hypothesis describes lambdas with it) can fail in threads
 CONFIG = '''[checks.positive_data_acceptance]
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 '''
 
 def free_port():
@@ -37,13 +41,15 @@ def test_schemathesis_all_checks(tmp_path):
         (tmp_path / 'schemathesis.toml').write_text(CONFIG)
         env = {**os.environ, 'SCHEMATHESIS_HOOKS': 'schemathesis_hooks', 'PYTHONPATH': str(ROOT / 'tests'), 'NO_COLOR': '1'}
         r = subprocess.run([str(st), '--config-file', str(tmp_path / 'schemathesis.toml'), 'run', url + '/openapi.json', '--checks', 'all',
-                            '-n', str(EXAMPLES), '--seed', '14', '-w', '2', '--request-timeout', '300', '--max-response-time', '300',
+                            '-n', str(EXAMPLES), '--seed', '14', '-w', '1', '--request-timeout', '300', '--max-response-time', '300',
                             '--report-dir', str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
         out = r.stdout + r.stderr
         summary = out[out.rfind('SUMMARY'):]
         print(summary)
         assert 'Selected: 9/9' in summary and 'Tested: 9' in summary, summary
-        assert r.returncode == 0 and 'Failures:' not in summary and 'Errors:' not in summary, out[-20000:]
+        if os.environ.get('NANOCHAT_SCHEMATHESIS_LOG'): Path(os.environ['NANOCHAT_SCHEMATHESIS_LOG']).write_text(out)
+        failures = '\n'.join(l[:400] for l in out[:out.rfind('SUMMARY')].splitlines() if l.strip())
+        assert r.returncode == 0 and 'Failures:' not in summary and 'Errors:' not in summary, failures[-30000:]
         assert srv.poll() is None                           # the server is still up
     finally:
         srv.terminate()

@@ -231,7 +231,6 @@ def test_methods_allow_and_head(engine):
     run(go())
 
 def test_security_headers_and_ui_files(engine, tmp_path):
-    from nanochat.server import page_csp
     ui = tmp_path / 'ui'; (ui / 'vendor').mkdir(parents=True)
     (ui / 'index.html').write_text('<!doctype html><link rel=stylesheet href="style.css"><script src="app.js"></script><p>nanochat ui')
     (ui / 'app.js').write_text('console.log(1)'); (ui / 'style.css').write_text('p{}'); (ui / 'vendor' / 'lib.js').write_text('//lib')
@@ -253,6 +252,7 @@ def test_security_headers_and_ui_files(engine, tmp_path):
             assert "frame-ancestors 'none'" in api.headers['content-security-policy'] and api.headers['x-content-type-options'] == 'nosniff'
     run(go())
     # a page that still has an inline script is allowed that script by its hash, never by 'unsafe-inline'
+    from nanochat.server import page_csp
     html = b'<script>go()</script><script src="a.js"></script>'
     csp = page_csp(html)
     assert "'sha256-" in csp and 'unsafe-inline' not in csp.split('script-src')[1].split(';')[0]
