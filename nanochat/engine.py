@@ -101,7 +101,7 @@ class StopMatcher:
         out, self.buf = self.buf, ''
         return out
 
-# %% ../nbs/04_engine.ipynb #4e8ce859
+# %% ../nbs/04_engine.ipynb #d80dd9a2
 @dataclass
 class StreamEvent:
     "One step of one sample"
@@ -134,7 +134,7 @@ class _Seq:
     def __post_init__(self):
         self.utf8, self.stopper = Utf8Stream(), StopMatcher(self.req.stop)
 
-# %% ../nbs/04_engine.ipynb #777eb4fd
+# %% ../nbs/04_engine.ipynb #34e7c355
 class Request:
     "A generation request: iterate it for StreamEvents (sync or async); `cancel()` frees its slots"
     def __init__(self, prompt, max_tokens=None, stop=None, params=None, n=1, constraint=None, prompt_logprobs=None):
@@ -183,7 +183,7 @@ class Request:
         if self._loop is None: raise RuntimeError('this request was made outside an event loop: use `for`')
         while (ev := await self._q.get()) is not None: yield ev
 
-# %% ../nbs/04_engine.ipynb #9919f5e6
+# %% ../nbs/04_engine.ipynb #ae097b56
 class PrefixCache:
     "KV of full token blocks keyed by a hash of the whole prefix up to each block's end; LRU eviction"
     def __init__(self, max_tokens: int, block_size: int = 16):
@@ -244,7 +244,7 @@ class PrefixCache:
                     prefix_cache_hit_tokens=self.hit, prefix_cache_evicted_blocks=self.evicted,
                     prefix_cache_hit_rate=round(self.hit / self.queried, 4) if self.queried else 0.0)
 
-# %% ../nbs/04_engine.ipynb #2b627513
+# %% ../nbs/04_engine.ipynb #cd49fffc
 @dataclass
 class _Prefill:
     req: 'Request'
@@ -364,7 +364,7 @@ class Scheduler:
             self._drop_cancelled()
             self._admit()
             if not self.live and not self.prefilling: return False
-            self._forward()
+            self._decode()                # one packed step: decode rows + prefill chunks
         return True
 
     def _drop_cancelled(self):
@@ -400,7 +400,8 @@ class Scheduler:
             segs.append((p, t)); left -= t
         return segs
 
-    def _forward(self):
+    def _decode(self):
+        "One packed forward (decode rows, then prefill chunks) and its sampling"
         nd = len(self.live)
         segs = self._plan_prefill(max(self.step_tokens - nd, min(self.step_tokens, 16)))
         if nd: self._ensure(nd, max(self.cache.lengths[:nd]) + 1)
@@ -552,7 +553,7 @@ class Scheduler:
                     kv_cache_tokens_capacity=self.kv_cap, kv_cache_tokens_peak=self.peak_kv_tokens,
                     prefilling=len(self.prefilling), prompt_tokens_computed=self.prompt_tokens_computed, **self.prefix.stats())
 
-# %% ../nbs/04_engine.ipynb #bffdb69e
+# %% ../nbs/04_engine.ipynb #8df5f8b5
 @dataclass
 class Completion:
     "The result of one sample"
