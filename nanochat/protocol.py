@@ -6,18 +6,19 @@
 from __future__ import annotations
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, WithJsonSchema, field_validator, model_validator
 
 from .sampler import DEFAULTS, SamplingParams
 
 # %% auto #0
 __all__ = ['UNSUPPORTED', 'TOP_P_MIN', 'Text', 'Content', 'Float', 'TOKEN_ID_MAX', 'TokenId', 'Int64', 'BIAS_KEY', 'BiasKey',
-           'StopText', 'Stop', 'FinishReason', 'safe_text', 'APIError', 'bad_request', 'validation_error', 'TextPart',
-           'ChatMessage', 'StreamOptions', 'ResponseFormat', 'ChatCompletionRequest', 'CompletionRequest',
-           'TokenizeRequest', 'DetokenizeRequest', 'int_range_regex', 'fit_schema', 'sampling_params', 'Usage',
-           'TokenLogprob', 'ChoiceLogprobs', 'AssistantMessage', 'ChatChoice', 'ChatCompletion', 'CompletionLogprobs',
-           'CompletionChoice', 'Completion', 'ModelCard', 'ModelList', 'TokenizeResponse', 'DetokenizeResponse',
-           'Health', 'Delta', 'ChunkChoice', 'ChatCompletionChunk', 'ErrorDetail', 'ErrorResponse', 'sse_schema']
+           'StopText', 'Stop', 'MAX_PROMPTS', 'FinishReason', 'safe_text', 'APIError', 'bad_request',
+           'validation_error', 'TextPart', 'ChatMessage', 'StreamOptions', 'JsonSchemaSpec', 'ResponseFormat',
+           'ChatCompletionRequest', 'CompletionRequest', 'TokenizeRequest', 'DetokenizeRequest', 'int_range_regex',
+           'fit_schema', 'sampling_params', 'Usage', 'TokenLogprob', 'ChoiceLogprobs', 'AssistantMessage', 'ChatChoice',
+           'ChatCompletion', 'CompletionLogprobs', 'CompletionChoice', 'Completion', 'ModelCard', 'ModelList',
+           'TokenizeResponse', 'DetokenizeResponse', 'TokenizerInfo', 'Health', 'Delta', 'ChunkChoice',
+           'ChatCompletionChunk', 'ErrorDetail', 'ErrorResponse', 'sse_schema']
 
 # %% ../nbs/07a_protocol.ipynb #346547c7
 def safe_text(s) -> str:
@@ -53,10 +54,7 @@ UNSUPPORTED = {
     'tool_choice': "tool_choice is not supported by this server: leave it out (or 'none')",
     'functions': 'functions are not supported by this server (nanochat has no function calling)',
     'function_call': "function_call is not supported by this server: leave it out (or 'none')",
-    'response_format': "response_format is not supported by this server: only {'type': 'text'}",
-    'echo': 'echo is not supported by this server',
-    'suffix': 'suffix is not supported by this server',
-    'best_of': 'best_of is not supported by this server: use n',
+    'suffix': 'suffix (fill-in-the-middle) is not supported by this server: nanochat models are not trained for it; leave it out',
 }
 
 def _loc_param(loc) -> str | None:
@@ -129,9 +127,30 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra='ignore')
     include_usage: StrictBool | None = False
 
+class JsonSchemaSpec(BaseModel):
+    "`response_format.json_schema`: a named JSON schema the reply must match"
+    model_config = ConfigDict(extra='ignore', populate_by_name=True)
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r'^[A-Za-z0-9_-]+$')]
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias='schema', description='a JSON Schema (features llguidance cannot enforce are a 400 naming them)')
+    strict: StrictBool | None = None
+
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra='ignore')
-    type: Literal['text']
+    "`text` (default), `json_object` (any JSON object) or `json_schema` (JSON valid against `json_schema.schema`), enforced while decoding"
+    model_config = ConfigDict(extra='ignore', json_schema_extra={'allOf': [{'if': {'properties': {'type': {'const': 'json_schema'}}, 'required': ['type']},
+                                                                            'then': {'required': ['json_schema'], 'properties': {'json_schema': {'type': 'object'}}}}]})
+    type: Literal['text', 'json_object', 'json_schema']
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode='after')
+    def _schema_given(self):
+        if self.type == 'json_schema' and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object with a 'name' and a 'schema'")
+        return self
+
+    def as_dict(self) -> dict:
+        "The OpenAI dict form (what `structured.json_constraint` takes)"
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 def _check_stop(v):
     if v is None: return v
@@ -187,17 +206,21 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Literal['none'] | None = Field(None, description="not supported: leave out or 'none'")
     functions: Annotated[list[Any], Field(max_length=0)] | None = Field(None, description='not supported')
     function_call: Literal['none'] | None = Field(None, description="not supported: leave out or 'none'")
-    response_format: ResponseFormat | None = Field(None, description="only {'type': 'text'}")
+    response_format: ResponseFormat | None = Field(None, description='text, json_object or json_schema (structured outputs)')
+
+MAX_PROMPTS = 32   # prompts in one /v1/completions request
 
 class CompletionRequest(_Sampling):
-    "Body of POST /v1/completions (prompt: a string, a list of token ids, or a one-item list of either)"
-    model_config = ConfigDict(extra='ignore', json_schema_extra={'allOf': [_STREAM_OPTIONS_NEED_STREAM]})
-    prompt: (Content | Annotated[list[TokenId], Field(min_length=1)] | Annotated[list[Content], Field(min_length=1, max_length=1)]
-             | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=1)])
+    "Body of POST /v1/completions (prompt: a string, a list of token ids, or a list of either: one choice per prompt x n)"
+    model_config = ConfigDict(extra='ignore', json_schema_extra={'allOf': [_STREAM_OPTIONS_NEED_STREAM, _needs('max_tokens', {'const': 0}, 'echo', True)]})
+    prompt: (Content | Annotated[list[TokenId], Field(min_length=1)] | Annotated[list[Content], Field(min_length=1, max_length=MAX_PROMPTS)]
+             | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=MAX_PROMPTS)])
+    max_tokens: StrictInt | None = Field(None, ge=0, description='default 16; 0 only with echo (score the prompt)')
     logprobs: StrictInt | None = Field(None, ge=0, le=5)
-    echo: Annotated[StrictBool, AfterValidator(_false_only), _NOT_TRUE] | None = Field(False, description='not supported: false')
+    echo: StrictBool | None = Field(False, description='return the prompt before the completion (with logprobs: its tokens scored, the first null)')
     suffix: Annotated[str, Field(max_length=0)] | None = Field(None, description='not supported')
-    best_of: StrictInt | None = Field(None, ge=1, le=1, description='not supported: use n')
+    best_of: StrictInt | None = Field(None, ge=1, le=8, description='sample best_of per prompt, return the n with the highest mean token logprob (>= n; not with stream)')
+    response_format: ResponseFormat | None = Field(None, description='text, json_object or json_schema (structured outputs)')
 
 class TokenizeRequest(BaseModel):
     "Body of POST /tokenize: a `prompt` string or chat `messages` (exactly one)"
@@ -245,7 +268,10 @@ def fit_schema(node, vocab_size: int | None = None, max_chars: int | None = None
         m = props['messages']
         for s in [m] + m.get('anyOf', []):
             if s.get('type') == 'array': s['maxItems'] = max_messages
-    if max_n and 'n' in props and props['n'].get('type') == 'integer': props['n']['maximum'] = min(props['n'].get('maximum', max_n), max_n)
+    for k in ('n', 'best_of'):
+        if max_n and k in props:
+            for sch in [props[k]] + props[k].get('anyOf', []):
+                if sch.get('type') == 'integer': sch['maximum'] = min(sch.get('maximum', max_n), max_n)
     for v in node.values(): fit_schema(v, vocab_size, max_chars, max_messages, max_n)
     return node
 
@@ -341,6 +367,19 @@ class TokenizeResponse(BaseModel):
 
 class DetokenizeResponse(BaseModel):
     prompt: str
+
+class TokenizerInfo(BaseModel):
+    "GET /tokenizer_info (as vLLM): what a remote-tokenizer client (lm-eval's `tokenizer_backend=remote`) needs"
+    tokenizer_class: str
+    vocab_size: int
+    model_max_length: int
+    bos_token: str
+    eos_token: str
+    pad_token: str | None = None
+    bos_token_id: int
+    eos_token_id: int
+    special_tokens: dict[str, int]
+    chat_template: str | None = Field(None, description='null: chat templating is done by the server (use /v1/chat/completions); special-token text sent to /tokenize stays plain text')
 
 class Health(BaseModel):
     "GET /health: `status` ok, degraded (a dependency such as the rate-limit storage is unreachable), loading or error"

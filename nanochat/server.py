@@ -25,7 +25,7 @@ from .engine import BatchEngine, QueueFull
 from .protocol import (APIError, bad_request, validation_error, safe_text, ChatMessage, TextPart, ChatCompletionRequest,
                                CompletionRequest, TokenizeRequest, DetokenizeRequest, ErrorResponse, sampling_params, ChatCompletion,
                                Completion, ModelCard, ModelList, TokenizeResponse, DetokenizeResponse, Health, fit_schema,
-                               ChatCompletionChunk, sse_schema)
+                               ChatCompletionChunk, sse_schema, ResponseFormat, TokenizerInfo)
 from .sampler import DEFAULTS, SamplingParams
 from .tokenizer import TokenizerError
 
@@ -34,8 +34,9 @@ log = logging.getLogger('nanochat.server')
 # %% auto #0
 __all__ = ['log', 'OPEN_PATHS', 'LIMITED_PREFIXES', 'STORAGE_SCHEMES', 'CSP', 'UI_DIR', 'render_chat', 'token_info',
            'chat_logprobs', 'usage', 'chat_response', 'chat_chunk', 'sse', 'ClientGone', 'events', 'Metrics',
-           'parse_rate_limit', 'redact_uri', 'RateLimiter', 'redact_query', 'RequestLog', 'Gate', 'chat_completion',
-           'text_completion', 'default_model_name', 'page_csp', 'create_app', 'uvicorn_config', 'serve', 'serve_parser',
+           'parse_rate_limit', 'redact_uri', 'RateLimiter', 'redact_query', 'RequestLog', 'Gate', 'response_constraint',
+           'chat_completion', 'completion_prompts', 'echo_logprobs', 'best_of_order', 'text_completion',
+           'default_model_name', 'page_csp', 'create_app', 'uvicorn_config', 'serve', 'serve_parser',
            'check_serve_args', 'serve_cli']
 
 # %% ../nbs/07_server.ipynb #d334aea3
@@ -354,6 +355,7 @@ class _Ctx:
         self.model_name, self.fingerprint, self.metrics = model_name, fingerprint, metrics
         self.n_slots, self.max_queue, self.max_messages, self.max_message_chars = n_slots, max_queue, max_messages, max_message_chars
         self.ready = threading.Event()
+        self.grammars = {}   # compiled response_format constraints, by their JSON
 
     def check_ready(self):
         if not self.ready.is_set():
@@ -372,9 +374,9 @@ def _budget(ctx, prompt, max_tokens, param):
         raise bad_request(f"This model's maximum context length is {L} tokens. However, you requested {len(prompt)}{want} tokens "
                           f"({len(prompt)} in the {param}). Please reduce the length of the {param} or max_tokens.", param, 'context_length_exceeded')
 
-def _submit(ctx, prompt, max_tokens, stop, params, n):
-    if n > ctx.engine.sched.n_slots: raise bad_request(f'n={n} is more than this server\'s {ctx.engine.sched.n_slots} slots', 'n', 'invalid_value')
-    try: return ctx.engine.submit(prompt, max_tokens=max_tokens, stop=stop, params=params, n=n)
+def _submit(ctx, prompt, max_tokens, stop, params, n, n_param='n', **hooks):
+    if n > ctx.engine.sched.n_slots: raise bad_request(f'{n_param}={n} is more than this server\'s {ctx.engine.sched.n_slots} slots', n_param, 'invalid_value')
+    try: return ctx.engine.submit(prompt, max_tokens=max_tokens, stop=stop, params=params, n=n, **{k: v for k, v in hooks.items() if v is not None})
     except QueueFull as e: raise APIError(503, f'The server is overloaded: {e}', 'server_error', None, 'server_overloaded', {'retry-after': '1'})
     except ValueError as e: raise bad_request(str(e), None, 'invalid_value')
 
@@ -390,7 +392,7 @@ def _terminal(ev, terminal): return ev.token in terminal and ev.finish_reason ==
 
 async def _collect(ctx, req, request, n):
     "Wait for all of `req`'s samples: per-sample text, finish reason, scored events; inter-token gaps"
-    out = [{'text': [], 'finish_reason': None, 'events': []} for _ in range(n)]
+    out = [{'text': [], 'finish_reason': None, 'events': [], 'sampled': []} for _ in range(n)]
     gaps, last = [], None
     terminal = ctx.engine.sched.terminal
     async for ev in events(req, request):
@@ -399,7 +401,9 @@ async def _collect(ctx, req, request, n):
         if ev.error or ev.finish_reason == 'error':
             _sample_error(ev, request); c['finish_reason'] = 'error'; continue
         c['text'].append(ev.text)
-        if ev.token is not None and not ev.forced and ev.logprob is not None and not _terminal(ev, terminal): c['events'].append(ev)
+        if ev.token is not None and not ev.forced and ev.logprob is not None:
+            c['sampled'].append(ev)                       # with the token that ended the sample (text completions list it)
+            if not _terminal(ev, terminal): c['events'].append(ev)
         if ev.finish_reason: c['finish_reason'] = ev.finish_reason
         now = time.monotonic()
         if ev.index == 0 and ev.token is not None:
@@ -414,6 +418,25 @@ def _record(ctx, request, req, gaps):
     ctx.metrics.observe(req, gaps)
     i = request.scope.get('nanochat')
     if i is not None: i['prompt_tokens'], i['completion_tokens'] = req.prompt_tokens, req.completion_tokens
+
+_MAX_GRAMMARS = 64
+
+async def response_constraint(ctx: _Ctx, rf: ResponseFormat | None):
+    "The engine constraint (a matcher factory) for a request's `response_format`, or None; a 400 naming what cannot be enforced"
+    if rf is None or rf.type == 'text': return None
+    d = rf.as_dict()
+    key = json.dumps(d, sort_keys=True)
+    if (hit := ctx.grammars.get(key)) is not None: return hit
+    try: from nanochat.structured import json_constraint, StructuredOutputError
+    except ImportError as e:
+        raise bad_request(f'structured outputs need llguidance, which is not installed ({e}): pip install "nanochat[serve]"', 'response_format', 'unsupported_parameter')
+    try: hit = await run_in_threadpool(json_constraint, d, ctx.tok)
+    except StructuredOutputError as e: raise bad_request(str(e), e.param, 'invalid_response_format')
+    except Exception as e:   # whatever the grammar library says about a schema is the client's to fix, never a 500
+        raise bad_request(f'The JSON schema in response_format cannot be used: {type(e).__name__}: {e}', 'response_format.json_schema.schema', 'invalid_response_format')
+    if len(ctx.grammars) >= _MAX_GRAMMARS: ctx.grammars.pop(next(iter(ctx.grammars)))
+    ctx.grammars[key] = hit
+    return hit
 
 async def chat_completion(ctx: _Ctx, body: ChatCompletionRequest, request: Request):
     "Handle POST /v1/chat/completions"
@@ -432,7 +455,7 @@ async def chat_completion(ctx: _Ctx, body: ChatCompletionRequest, request: Reque
     _budget(ctx, prompt, max_tokens, 'messages')
     n_top = body.top_logprobs or 0
     params = sampling_params(body, tok.get_vocab_size(), n_top)
-    req = _submit(ctx, prompt, max_tokens, body.stop, params, body.n)
+    req = _submit(ctx, prompt, max_tokens, body.stop, params, body.n, constraint=await response_constraint(ctx, body.response_format))
     rid, created = f'chatcmpl-{uuid.uuid4()}', _now()
     if not body.stream:
         try: out, gaps = await _collect(ctx, req, request, body.n)
@@ -475,81 +498,169 @@ async def chat_completion(ctx: _Ctx, body: ChatCompletionRequest, request: Reque
             _record(ctx, request, req, gaps)
     return StreamingResponse(gen(), media_type='text/event-stream', headers={'cache-control': 'no-cache', 'x-accel-buffering': 'no'})
 
-def _completion_prompt(ctx, prompt):
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)): prompt = prompt[0]
-    if isinstance(prompt, str):
-        if len(prompt) > ctx.max_message_chars:
-            raise bad_request(f'the prompt has {len(prompt)} characters; the limit is {ctx.max_message_chars}', 'prompt', 'string_above_max_length')
-        return [ctx.tok.get_bos_token_id()] + ctx.tok.encode(prompt)
-    if not prompt: raise bad_request('the prompt is empty', 'prompt', 'invalid_value')
-    if not all(isinstance(t, int) for t in prompt):
-        raise bad_request('batched prompts (a list of several prompts) are not supported: send one prompt per request', 'prompt', 'invalid_value')
-    V = ctx.tok.get_vocab_size()
-    bad = [t for t in prompt if not 0 <= t < V]
-    if bad: raise bad_request(f'prompt token ids must be in [0, {V}); got {bad[0]}', 'prompt', 'invalid_value')
-    return list(prompt)
+def completion_prompts(ctx, prompt) -> list[tuple[list[int], str, bool]]:
+    "The prompts of a /v1/completions body (a string, token ids, or a list of either): (token ids, text, whether we added BOS) each"
+    if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)): prompt = [prompt]
+    V, out = ctx.tok.get_vocab_size(), []
+    for i, p in enumerate(prompt):
+        if isinstance(p, str):
+            if len(p) > ctx.max_message_chars:
+                raise bad_request(f'the prompt has {len(p)} characters; the limit is {ctx.max_message_chars}', 'prompt', 'string_above_max_length')
+            out.append(([ctx.tok.get_bos_token_id()] + ctx.tok.encode(p), p, True))
+            continue
+        if not p: raise bad_request(f'prompt {i} is an empty list of token ids', 'prompt', 'invalid_value')
+        bad = [t for t in p if not 0 <= t < V]
+        if bad: raise bad_request(f'prompt token ids must be in [0, {V}); got {bad[0]}', 'prompt', 'invalid_value')
+        out.append((list(p), ctx.tok.decode(p), False))
+    return out
+
+def _token_str(tok, t): return tok.decode_bytes([t]).decode('utf-8', errors='replace')
 
 def _completion_logprobs(tok, evs, text_offset0=0):
     toks, lps, tops, offs, off = [], [], [], [], text_offset0
     for ev in evs:
-        s = tok.decode_bytes([ev.token]).decode('utf-8', errors='replace')
+        s = _token_str(tok, ev.token)
         toks.append(s); lps.append(float(ev.logprob)); offs.append(off); off += len(s)
-        tops.append({tok.decode_bytes([t]).decode('utf-8', errors='replace'): float(lp) for t, lp in (ev.top_logprobs or [])})
+        tops.append({_token_str(tok, t): float(lp) for t, lp in (ev.top_logprobs or [])})
     return {'tokens': toks, 'token_logprobs': lps, 'top_logprobs': tops, 'text_offset': offs}
 
+def echo_logprobs(tok, ids, plp, bos_added) -> dict:
+    "The prompt part of an echoed choice's `logprobs`: every prompt token, its logprob (the first null) and top alternatives"
+    toks, lps, tops, offs, off = [], [], [], [], 0
+    for j, t in enumerate(ids):
+        s = _token_str(tok, t)
+        e = plp[j] if plp is not None and j < len(plp) else None
+        toks.append(s); offs.append(off)
+        if not (j == 0 and bos_added): off += len(s)          # the BOS we added is not part of the echoed text
+        lps.append(None if e is None else float(e[0]))
+        tops.append(None if e is None else {_token_str(tok, a): float(lp) for a, lp in e[1]})
+    return {'tokens': toks, 'token_logprobs': lps, 'top_logprobs': tops, 'text_offset': offs}
+
+def _join_logprobs(head, tail):
+    if head is None: return tail
+    return {k: head[k] + tail[k] for k in ('tokens', 'token_logprobs', 'top_logprobs', 'text_offset')}
+
+def _mean(xs): return sum(xs) / len(xs) if xs else -math.inf
+
+def _record_all(ctx, request, reqs, gaps):
+    "Record each prompt's engine request; the request log gets the summed token counts"
+    for r, g in zip(reqs, gaps): _record(ctx, request, r, g)
+    i = request.scope.get('nanochat') if request is not None else None
+    if i is not None: i['prompt_tokens'], i['completion_tokens'] = sum(r.prompt_tokens for r in reqs), sum(r.completion_tokens for r in reqs)
+
+def best_of_order(samples: list[dict], n: int) -> list[int]:
+    "Indices of the `n` samples with the highest mean token logprob (OpenAI's and vLLM's best_of), best first"
+    return sorted(range(len(samples)), key=lambda i: (-_mean([ev.logprob for ev in samples[i]['sampled']]), i))[:n]
+
 async def text_completion(ctx: _Ctx, body: CompletionRequest, request: Request):
-    "Handle POST /v1/completions"
+    "Handle POST /v1/completions: one choice per prompt x n (index = prompt * n + sample), echo, prompt logprobs, best_of"
     ctx.check_ready(); ctx.check_model(body.model)
-    if body.echo: raise bad_request('echo is not supported by this server', 'echo', 'unsupported_parameter')
-    if body.suffix: raise bad_request('suffix is not supported by this server', 'suffix', 'unsupported_parameter')
-    if body.best_of not in (None, 1): raise bad_request('best_of is not supported by this server: use n', 'best_of', 'unsupported_parameter')
+    if body.suffix: raise bad_request('suffix (fill-in-the-middle) is not supported by this server: nanochat models are not trained for it; leave it out', 'suffix', 'unsupported_parameter')
     if body.stream_options is not None and not body.stream:
         raise bad_request('stream_options is only allowed when stream is true', 'stream_options', 'invalid_value')
-    prompt = _completion_prompt(ctx, body.prompt)
+    best_of = body.best_of or body.n
+    if best_of < body.n: raise bad_request(f'best_of={best_of} must be at least n={body.n}', 'best_of', 'invalid_value')
+    if best_of > body.n and body.stream:
+        raise bad_request('best_of greater than n cannot be streamed (the best samples are known only at the end): drop stream or best_of', 'best_of', 'invalid_value')
+    if body.max_tokens == 0 and not body.echo:
+        raise bad_request('max_tokens=0 generates nothing: use it with echo=true (and logprobs) to score the prompt', 'max_tokens', 'invalid_value')
+    prompts = completion_prompts(ctx, body.prompt)
     max_tokens = 16 if body.max_tokens is None else body.max_tokens       # OpenAI's default for this endpoint
-    _budget(ctx, prompt, max_tokens, 'prompt')
+    for ids, _, _ in prompts: _budget(ctx, ids, max_tokens, 'prompt')
     n_top = body.logprobs or 0
-    req = _submit(ctx, prompt, max_tokens, body.stop, sampling_params(body, ctx.tok.get_vocab_size(), n_top), body.n)
-    rid, created, tok = f'cmpl-{uuid.uuid4()}', _now(), ctx.tok
+    want_plp = n_top if body.echo and body.logprobs is not None else None
+    params = sampling_params(body, ctx.tok.get_vocab_size(), n_top)
+    constraint = await response_constraint(ctx, body.response_format)
+    reqs = []
+    try:
+        for ids, _, _ in prompts:
+            reqs.append(_submit(ctx, ids, max_tokens, body.stop, params, best_of, 'best_of' if body.best_of else 'n',
+                                constraint=constraint, prompt_logprobs=want_plp))
+    except APIError:
+        for r in reqs: r.cancel()
+        raise
+    rid, created, tok, n = f'cmpl-{uuid.uuid4()}', _now(), ctx.tok, body.n
     base = lambda choices: {'id': rid, 'object': 'text_completion', 'created': created, 'model': ctx.model_name,
                             'system_fingerprint': ctx.fingerprint, 'choices': choices}
+    use = lambda: usage(sum(r.prompt_tokens for r in reqs), sum(r.completion_tokens for r in reqs))
+
+    def echo_part(k, req):
+        "(echoed text, prompt logprobs or None) of prompt k"
+        if not body.echo: return '', None
+        ids, text, bos = prompts[k]
+        return text, echo_logprobs(tok, ids, getattr(req, 'prompt_logprobs', None), bos) if body.logprobs is not None else None
+
     if not body.stream:
-        try: out, gaps = await _collect(ctx, req, request, body.n)
-        except ClientGone: _record(ctx, request, req, []); return Response(status_code=499)
-        _record(ctx, request, req, gaps)
-        choices = [{'index': i, 'text': c['text'], 'logprobs': _completion_logprobs(tok, c['events']) if body.logprobs is not None else None,
-                    'finish_reason': c['finish_reason']} for i, c in enumerate(out)]
-        return JSONResponse({**base(choices), 'usage': usage(req.prompt_tokens, req.completion_tokens)})
+        try: outs = await asyncio.gather(*[_collect(ctx, r, request, best_of) for r in reqs])
+        except ClientGone:
+            for r in reqs: r.cancel()
+            _record_all(ctx, request, reqs, [[] for _ in reqs])
+            return Response(status_code=499)
+        finally:
+            for r in reqs:
+                if not r.done: r.cancel()
+        _record_all(ctx, request, reqs, [g for _, g in outs])
+        choices = []
+        for k, ((out, _), r) in enumerate(zip(outs, reqs)):
+            head, head_lp = echo_part(k, r)
+            for j, i in enumerate(best_of_order(out, n) if best_of > n else range(n)):
+                c = out[i]
+                lp = None
+                if body.logprobs is not None: lp = _join_logprobs(head_lp, _completion_logprobs(tok, c['sampled'], len(head)))
+                choices.append({'index': k * n + j, 'text': head + c['text'], 'logprobs': lp, 'finish_reason': c['finish_reason']})
+        return JSONResponse({**base(choices), 'usage': use()})
     with_usage = bool(body.stream_options and body.stream_options.include_usage)
     terminal = ctx.engine.sched.terminal
 
-    async def gen():
-        gaps, last = [], None
+    async def merged():
+        "(prompt number, event) from all the prompts' requests as they come"
+        q = asyncio.Queue()
+        async def pump(k, r):
+            try:
+                async for ev in events(r): await q.put((k, ev))
+            finally: await q.put((k, None))
+        tasks = [asyncio.ensure_future(pump(k, r)) for k, r in enumerate(reqs)]
+        left = len(reqs)
         try:
-            open_ = set(range(body.n))
-            async for ev in events(req):
+            while left:
+                k, ev = await q.get()
+                if ev is None: left -= 1
+                else: yield k, ev
+        finally:
+            for t in tasks: t.cancel()
+
+    async def gen():
+        gaps, last = [[] for _ in reqs], [None] * len(reqs)
+        try:
+            open_ = {(k, i) for k in range(len(reqs)) for i in range(n)}
+            echoed = set()
+            async for k, ev in merged():
+                idx = k * n + ev.index
                 if ev.finish_reason == 'cancelled': yield sse(_shutdown().body()); break
                 if ev.error or ev.finish_reason == 'error':
-                    _sample_error(ev, request); open_.discard(ev.index)
-                    yield sse({**base([{'index': ev.index, 'text': '', 'logprobs': None, 'finish_reason': 'error'}])}); continue
-                if ev.finish_reason: open_.discard(ev.index)
+                    _sample_error(ev, request); open_.discard((k, ev.index))
+                    yield sse({**base([{'index': idx, 'text': '', 'logprobs': None, 'finish_reason': 'error'}])}); continue
+                if ev.finish_reason: open_.discard((k, ev.index))
                 if ev.token is None and not ev.finish_reason: continue
-                scored = ev.token is not None and not ev.forced and ev.logprob is not None and not _terminal(ev, terminal)
-                lp = _completion_logprobs(tok, [ev] if scored else []) if body.logprobs is not None else None
-                d = {**base([{'index': ev.index, 'text': ev.text, 'logprobs': lp, 'finish_reason': ev.finish_reason}])}
+                head, head_lp = ('', None)
+                if (k, ev.index) not in echoed: echoed.add((k, ev.index)); head, head_lp = echo_part(k, reqs[k])
+                scored = ev.token is not None and not ev.forced and ev.logprob is not None
+                lp = _join_logprobs(head_lp, _completion_logprobs(tok, [ev] if scored else [], len(head))) if body.logprobs is not None else None
+                d = {**base([{'index': idx, 'text': head + ev.text, 'logprobs': lp, 'finish_reason': ev.finish_reason}])}
                 if with_usage: d['usage'] = None
                 yield sse(d)
                 now = time.monotonic()
                 if ev.index == 0 and ev.token is not None:
-                    if last is not None: gaps.append(now - last)
-                    last = now
+                    if last[k] is not None: gaps[k].append(now - last[k])
+                    last[k] = now
             else:
-                for i in sorted(open_): yield sse({**base([{'index': i, 'text': '', 'logprobs': None, 'finish_reason': 'error'}])})
-                if with_usage: yield sse({**base([]), 'usage': usage(req.prompt_tokens, req.completion_tokens)})
+                for k, i in sorted(open_): yield sse({**base([{'index': k * n + i, 'text': '', 'logprobs': None, 'finish_reason': 'error'}])})
+                if with_usage: yield sse({**base([]), 'usage': use()})
             yield sse('[DONE]')
         finally:
-            if not req.done: req.cancel()
-            _record(ctx, request, req, gaps)
+            for r in reqs:
+                if not r.done: r.cancel()
+            _record_all(ctx, request, reqs, gaps)
     return StreamingResponse(gen(), media_type='text/event-stream', headers={'cache-control': 'no-cache', 'x-accel-buffering': 'no'})
 
 # %% ../nbs/07_server.ipynb #ca0d6808
@@ -709,6 +820,15 @@ def create_app(model_path=None, *, engine: BatchEngine | None = None, model_name
                 raise bad_request(f'the prompt has {len(body.prompt)} characters; the limit is {ctx.max_message_chars}', 'prompt', 'string_above_max_length')
             ids = ([ctx.tok.get_bos_token_id()] if body.add_special_tokens else []) + ctx.tok.encode(body.prompt)
         return {'count': len(ids), 'max_model_len': ctx.engine.max_len, 'tokens': ids}
+
+    @app.get('/tokenizer_info', responses=_ok(TokenizerInfo), tags=['tokens'],
+             summary="Tokenizer facts for remote-tokenizer clients, as vLLM's (lm-eval's tokenizer_backend=remote)")
+    async def tokenizer_info():
+        ctx.check_ready(); tok = ctx.tok
+        return {'tokenizer_class': 'nanochat.tokenizer.Tokenizer', 'vocab_size': tok.get_vocab_size(), 'model_max_length': ctx.engine.max_len,
+                'bos_token': '<|bos|>', 'eos_token': '<|assistant_end|>', 'pad_token': None, 'bos_token_id': tok.get_bos_token_id(),
+                'eos_token_id': tok.encode_special('<|assistant_end|>'), 'special_tokens': {t: tok.encode_special(t) for t in sorted(tok.get_special_tokens())},
+                'chat_template': None}
 
     @app.post('/detokenize', responses=_ok(DetokenizeResponse), tags=['tokens'], summary='Text of token ids')
     async def detokenize(body: DetokenizeRequest):

@@ -14,6 +14,8 @@ def semantic_refusal(e: dict) -> bool:
     if 'Input should be a valid integer' in e.get('message', ''): return True   # 1.0 is a JSON Schema integer; OpenAI refuses it
     if e.get('param') == 'seed' and '922337203685477580' in e.get('message', ''):
         return True   # just past int64: validators compare in float64, where 2**63 + 191 == 2**63 - 1
+    if e.get('code') == 'invalid_response_format': return True   # a JSON schema the grammar library cannot enforce (named in the message)
+    if e.get('param') == 'best_of' and ('at least n' in e.get('message', '') or 'stream' in e.get('message', '')): return True   # best_of >= n, not streamed
     return False
 
 def integral_float(v) -> bool:

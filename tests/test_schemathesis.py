@@ -46,7 +46,7 @@ def test_schemathesis_all_checks(tmp_path):
         out = r.stdout + r.stderr
         summary = out[out.rfind('SUMMARY'):]
         print(summary)
-        assert 'Selected: 9/9' in summary and 'Tested: 9' in summary, summary
+        assert 'Selected: 10/10' in summary and 'Tested: 10' in summary, summary
         if os.environ.get('NANOCHAT_SCHEMATHESIS_LOG'): Path(os.environ['NANOCHAT_SCHEMATHESIS_LOG']).write_text(out)
         failures = '\n'.join(l[:400] for l in out[:out.rfind('SUMMARY')].splitlines() if l.strip())
         assert r.returncode == 0 and 'Failures:' not in summary and 'Errors:' not in summary, failures[-30000:]

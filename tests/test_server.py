@@ -210,7 +210,7 @@ def test_errors_are_openai_shaped(engine, mtok):
         (chat(logit_bias={'100000': 1}), 400, 'logit_bias', None),
         (chat(logit_bias={'abc': 1}), 400, 'logit_bias', None),
         (chat(tools=[{'type': 'function', 'function': {'name': 'f'}}]), 400, 'tools', 'unsupported_parameter'),
-        (chat(response_format={'type': 'json_object'}), 400, 'response_format', 'unsupported_parameter'),
+        (chat(response_format={'type': 'yaml'}), 400, 'response_format.type', 'invalid_value'),
         (chat(stream_options={'include_usage': True}), 400, 'stream_options', None),
         ({'messages': []}, 400, 'messages', None),
         ({'max_tokens': 2}, 400, 'messages', 'missing_required_parameter'),
