@@ -1,5 +1,5 @@
 """Shared pytest set-up: the `slow` marker, fixture paths, and binaries the CI must have."""
-import os, shutil
+import contextlib, os, shutil
 from pathlib import Path
 import pytest
 
@@ -35,3 +35,32 @@ def need_binary(name, hint):
     if IN_CI: pytest.fail(f'{name} is missing in CI: {hint}')
     MISSING[name] = MISSING.get(name, 0) + 1
     pytest.skip(f'system package {name} is not installed: {hint}')
+
+def free_port():
+    "A free TCP port on 127.0.0.1"
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+@contextlib.contextmanager
+def live_server(*args, env=None, ready_s=180):
+    "`nanochat serve *args` in a subprocess on a free loopback port, yielded as its base URL once /health is 200"
+    import subprocess, sys, time, httpx
+    port = free_port()
+    code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
+    p = subprocess.Popen([sys.executable, '-c', code, '--port', str(port), '--device', 'cpu', '--log-level', 'warning', *map(str, args)],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}'
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            if p.poll() is not None: pytest.fail(f'server exited: {p.stdout.read().decode()[-2000:]}')
+            try:
+                if httpx.get(url + '/health', timeout=2).status_code == 200: break
+            except httpx.HTTPError: pass
+            if time.monotonic() > deadline: pytest.fail(f'server not healthy in {ready_s} s')
+            time.sleep(0.2)
+        yield url
+    finally:
+        p.terminate()
+        try: p.wait(20)
+        except subprocess.TimeoutExpired: p.kill(); p.wait()

@@ -2,38 +2,16 @@
 arrays (strings, token ids, lists of either; one choice per prompt x n, prompt-major), `echo` with prompt logprobs
 equal to the model's own (first token null), `max_tokens: 0` scoring, `best_of`, `suffix` refused, usage summed,
 streaming, and vLLM's `/tokenizer_info`."""
-import json, socket, subprocess, sys, time
+import json
 import httpx, pytest, torch
-from conftest import ROOT
+from conftest import live_server
 
 MODEL = 'nanochat-demo'
 
 
-def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def server():
-    port = free_port()
-    code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
-    p = subprocess.Popen([sys.executable, '-c', code, '--port', str(port), '--device', 'cpu', '--slots', '8',
-                          '--no-rate-limit', '--log-level', 'warning'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f'http://127.0.0.1:{port}'
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if p.poll() is not None: pytest.fail(f'server exited: {p.stdout.read().decode()[-2000:]}')
-            try:
-                if httpx.get(url + '/health', timeout=2).status_code == 200: break
-            except httpx.HTTPError: pass
-            if time.monotonic() > deadline: pytest.fail('server not healthy in 180 s')
-            time.sleep(0.2)
-        yield url
-    finally:
-        p.terminate()
-        try: p.wait(20)
-        except subprocess.TimeoutExpired: p.kill(); p.wait()
+    with live_server('--slots', '8', '--no-rate-limit') as url: yield url
 
 
 @pytest.fixture(scope='module')

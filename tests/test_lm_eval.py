@@ -1,10 +1,10 @@
 """EleutherAI's lm-eval as a real client of `nanochat serve`: a loglikelihood (multiple-choice) task through
 `local-completions` and a generate-until task through `local-chat-completions`, both defined here from local
 files (no hub download). The loglikelihoods lm-eval reports must equal ours, computed in-process."""
-import json, os, shutil, subprocess, sys, socket, time
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 import httpx, pytest, torch
-from conftest import ROOT, UPSTREAM, SLOW
+from conftest import live_server, UPSTREAM
 
 pytest.importorskip('lm_eval', reason='lm-eval not installed: pip install "lm-eval[api]" (the dev extra has it)')
 FIX = UPSTREAM / 'E4-2026-07' / 'small'
@@ -15,31 +15,9 @@ MC = [{'question': 'The capital of France is', 'choices': ['Paris', 'Rome', 'a s
 GEN = [{'question': 'Say hello.', 'answer': 'hello'}, {'question': 'Name a colour.', 'answer': 'red'}]
 
 
-def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def server():
-    port = free_port()
-    code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
-    p = subprocess.Popen([sys.executable, '-c', code, '--model', str(FIX), '--port', str(port), '--device', 'cpu',
-                          '--no-rate-limit', '--log-level', 'warning'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f'http://127.0.0.1:{port}'
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if p.poll() is not None: pytest.fail(f'server exited: {p.stdout.read().decode()[-2000:]}')
-            try:
-                if httpx.get(url + '/health', timeout=2).status_code == 200: break
-            except httpx.HTTPError: pass
-            if time.monotonic() > deadline: pytest.fail('server not healthy in 180 s')
-            time.sleep(0.2)
-        yield url
-    finally:
-        p.terminate()
-        try: p.wait(20)
-        except subprocess.TimeoutExpired: p.kill(); p.wait()
+    with live_server('--model', str(FIX), '--no-rate-limit') as url: yield url
 
 
 def write_task(folder: Path, name, rows, **cfg):

@@ -1,9 +1,9 @@
 """Structured outputs against a real `nanochat serve` of the bundled demo model: JSON mode and JSON schemas on
 both endpoints, streamed or not, the official client's `.parse()`, the validity rate over many seeded samples,
 `finish_reason: "length"` inside the JSON, and a 400 naming what a schema asks that we cannot enforce."""
-import itertools, json, socket, subprocess, sys, time
+import itertools, json
 import httpx, pytest
-from conftest import ROOT
+from conftest import live_server
 
 pytest.importorskip('llguidance', reason='llguidance not installed: pip install "nanochat[serve]"')
 jsonschema = pytest.importorskip('jsonschema')
@@ -25,31 +25,9 @@ class Character(BaseModel):
     lines: int = Field(ge=0, le=999)
 
 
-def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def server():
-    port = free_port()
-    code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
-    p = subprocess.Popen([sys.executable, '-c', code, '--port', str(port), '--device', 'cpu', '--slots', '8',
-                          '--no-rate-limit', '--log-level', 'warning'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f'http://127.0.0.1:{port}'
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if p.poll() is not None: pytest.fail(f'server exited: {p.stdout.read().decode()[-2000:]}')
-            try:
-                if httpx.get(url + '/health', timeout=2).status_code == 200: break
-            except httpx.HTTPError: pass
-            if time.monotonic() > deadline: pytest.fail('server not healthy in 180 s')
-            time.sleep(0.2)
-        yield url
-    finally:
-        p.terminate()
-        try: p.wait(20)
-        except subprocess.TimeoutExpired: p.kill(); p.wait()
+    with live_server('--slots', '8', '--no-rate-limit') as url: yield url
 
 
 def client(url): return openai.OpenAI(base_url=url + '/v1', api_key='none', timeout=300, max_retries=0, _strict_response_validation=True)
