@@ -4,7 +4,7 @@
 
 # %% ../nbs/06b_safety_data.ipynb #1386c038
 from __future__ import annotations
-import argparse, contextlib, hashlib, json, logging, os, random, re
+import argparse, contextlib, hashlib, json, logging, os, random, re, sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
