@@ -375,7 +375,9 @@ def test_against_nanochat_serve(tmp_path):
         t = Teacher(base, model, timeout=120, max_concurrency=3, max_tokens=32, max_retries=2)
         res = generate_safety_data(t, tmp_path, GenConfig(per_category=1, categories=['self_harm'], max_attempts_factor=1.0,
                                                           prompt_style='compact'), progress=False)   # 1 slot: 3 items at most
-        assert t.capabilities.context_length and t.format == 'none' and res.synthesis == 'turns'   # it takes only plain text
+        # our server enforces OpenAI's json_schema while decoding (nanochat.structured), but the full synthesis prompt
+        # does not fit this checkpoint's 512-token context, so `auto` synthesizes turn by turn
+        assert t.capabilities.context_length == 512 and t.format == 'json_schema' and res.synthesis == 'turns'
         metas, rejs = jsonl(tmp_path / META_FILE), jsonl(tmp_path / REJ_FILE)
         print(res.summary, t.stats, Counter(r['reason'] for r in rejs))
         assert res.stats['requests'] >= 3 and 1 <= len(metas) + len(rejs) <= 3
