@@ -70,7 +70,7 @@ demo-model: $(STAMP)
 	$(VENV)/bin/nanochat train-demo $(ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/engine_bench.py $(ARGS)
+	$(PY) bench/engine_speed.py $(ARGS)
 
 # The web UI's two libraries, vendored from the npm registry (no CDN at run time). Bump a version here, run
 # `make vendor-ui`, check the page (tests/test_ui.py), commit nanochat/ui/vendor/ (files, licences, VERSIONS.md).
