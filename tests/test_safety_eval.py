@@ -1,12 +1,13 @@
 """Integration tests of `nanochat safety-eval` (nanochat/safety_eval.py): the CLI and the function on the bundled demo
 model (a small subset fast, the whole set slow), an OpenAI-compatible endpoint (`nanochat serve` as a real process),
 the LLM judge against a stand-in judge server, the contamination check and the error paths."""
-import json, os, socket, subprocess, sys, textwrap, time, warnings
+import json, os, subprocess, sys, textwrap, time, warnings
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port, live_server
 
 from nanochat.safety import CATEGORIES
 from nanochat.safety_eval import (XSTEST_TYPES, EndpointError, classify_reply, generate_endpoint, generate_local, llm_judge,
@@ -19,11 +20,6 @@ with warnings.catch_warnings():   # a keyword, so that `pytest -k 06b_safety_eva
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CLI = 'import sys; from nanochat.cli import main; sys.exit(main(sys.argv[1:]))'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def cli(*args, timeout=600, env=None):
@@ -113,25 +109,7 @@ def test_cli_errors(tmp_path, capsys):
 @pytest.fixture(scope='module')
 def serve():
     "`nanochat serve` with the demo model on a free loopback port, one API key"
-    port = free_port()
-    code = 'import sys; from nanochat.server import serve_cli; sys.exit(serve_cli(sys.argv[1:]))'
-    p = subprocess.Popen([PY, '-c', code, '--port', str(port), '--device', 'cpu', '--slots', '4', '--no-rate-limit',
-                          '--api-key', 'sk-eval-test', '--log-level', 'warning'], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f'http://127.0.0.1:{port}'
-    try:
-        t = time.monotonic()
-        while time.monotonic() - t < 120:
-            if p.poll() is not None: pytest.fail(f'server exited: {p.stderr.read().decode()[-2000:]}')
-            try:
-                if httpx.get(url + '/health', timeout=1).status_code == 200: break
-            except httpx.HTTPError: pass
-            time.sleep(0.2)
-        else: pytest.fail('nanochat serve not healthy in 120 s')
-        yield url + '/v1'
-    finally:
-        p.terminate()
-        try: p.wait(10)
-        except subprocess.TimeoutExpired: p.kill(); p.wait()
+    with live_server('--slots', '4', '--no-rate-limit', '--api-key', 'sk-eval-test') as url: yield url + '/v1'
 
 
 def test_endpoint_nanochat_serve(serve, tmp_path, capsys, monkeypatch):
