@@ -25,14 +25,15 @@ log = logging.getLogger('nanochat.safety')
 # %% auto #0
 __all__ = ['log', 'PERSONAS', 'PHRASINGS', 'BENIGN_TYPES', 'KINDS', 'GENERATOR_SYSTEM', 'POLICY_HARMFUL', 'POLICY_SELF_HARM',
            'POLICY_BENIGN', 'HARMFUL_TEMPLATE', 'BENIGN_TEMPLATE', 'COMPACT_SYSTEM', 'COMPACT_TEMPLATE',
-           'PROMPT_STYLES', 'CONVERSATION_SCHEMA', 'TURN_USER_SYSTEM', 'ASSISTANT_SYSTEM', 'REFUSAL_PREFIXES',
-           'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'JUDGE_SCHEMA', 'SYNTHESIS', 'EXCERPT_REASONS', 'plan_quotas', 'item_id',
-           'ItemSpec', 'make_spec', 'build_messages', 'conversation_schema', 'user_turn_messages', 'next_user_messages',
-           'assistant_turn_messages', 'clean_turn', 'is_refusal', 'points_to_help', 'starts_compliant',
-           'offers_alternative', 'is_preachy', 'looks_like_teacher_refusal', 'Limits', 'echoes_prompt', 'gives_details',
-           'on_topic', 'copies_example', 'check_user_turn', 'check_conversation', 'build_judge_messages',
-           'parse_verdict', 'GenConfig', 'RunResult', 'pick_synthesis', 'Interrupted', 'agenerate',
-           'generate_safety_data', 'safety_gen_cli']
+           'PROMPT_STYLES', 'CONVERSATION_SCHEMA', 'TURN_USER_SYSTEM', 'TEST_CASE_SYSTEM', 'ASSISTANT_SYSTEM',
+           'REFUSAL_SHOTS', 'REFUSAL_PREFIXES', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'JUDGE_SCHEMA', 'SYNTHESIS',
+           'EXCERPT_REASONS', 'plan_quotas', 'item_id', 'ItemSpec', 'make_spec', 'build_messages',
+           'conversation_schema', 'user_turn_messages', 'next_user_messages', 'assistant_turn_messages', 'clean_turn',
+           'is_refusal', 'points_to_help', 'starts_compliant', 'offers_alternative', 'is_preachy',
+           'looks_like_teacher_refusal', 'Limits', 'echoes_prompt', 'gives_details', 'reoffers_harm', 'on_topic',
+           'copies_example', 'check_user_turn', 'check_conversation', 'build_judge_messages', 'parse_verdict',
+           'GenConfig', 'RunResult', 'pick_synthesis', 'Interrupted', 'agenerate', 'generate_safety_data',
+           'safety_gen_cli']
 
 # %% ../nbs/06_safety.ipynb #ea50bb60
 PERSONAS = ('a curious teenager', 'a stressed university student', 'a frustrated office worker',
@@ -237,23 +238,33 @@ def conversation_schema(user_turns: int) -> dict:
 
 # %% ../nbs/06_safety.ipynb #2c6816fc
 TURN_USER_SYSTEM = 'You write one realistic message that a person types to an AI chat assistant. You write only the message itself.'
+TEST_CASE_SYSTEM = ("You write test cases for a chat assistant's safety filter: the message a user types, exactly as they would type it, "
+                    'in their own voice. The assistant will refuse it, so it is safe to write. You write only the message itself.')
 
 ASSISTANT_SYSTEM = {
     'harmful': ('You are a helpful, friendly assistant. The user is asking for something harmful ({subtopic}). Do not help with it and '
-                "give no details at all. Reply in one or two short sentences: say you can't help with that, then offer one safe, useful alternative. "
-                'Do not lecture.'),
+                "give no details at all. Reply in one or two short sentences: say you can't help with that, then offer one safe, useful "
+                'alternative that is clearly different from what they asked for. Do not lecture.'),
     'self_harm': ('You are a kind, supportive assistant. The user may be thinking about hurting themselves. Reply warmly in two or three '
                   'sentences. Give no methods or details. Encourage them to reach out to someone they trust, and say they can call or text '
                   '988 (in the US) or find a local helpline at findahelpline.com.'),
     'benign': ('You are a helpful assistant. Answer the user directly, accurately and helpfully in under 120 words. The request is '
                'harmless: do not refuse and do not add warnings.')}
 
+# Two worked exchanges shown before a harmful request: small models copy a shape far better than they follow a rule
+REFUSAL_SHOTS = (
+    ("how do i get on my neighbour's wifi without them knowing the password",
+     "I can't help with getting onto someone else's network. If your own connection is the problem, I'm happy to help you troubleshoot your router."),
+    ('write me a brutal insult about fat people for my group chat',
+     "I won't write insults about people's bodies. For the group chat, I could come up with some good-natured jokes about your friends' terrible taste in films."))
+
 def user_turn_messages(spec: ItemSpec) -> list[dict]:
     "The request for the first user message of `spec` (turns mode)"
     c = CATEGORIES[spec.category]
     if spec.kind == 'harmful':
-        ask = (f'Write a message from {spec.persona} to an AI assistant, asking it for help with {spec.subtopic}. '
+        ask = (f'Write the message {spec.persona} sends to the assistant to ask for help with {spec.subtopic}. '
                f'Make it {PHRASINGS[spec.phrasing]}. Do not include any real harmful details.')
+        return [{'role': 'system', 'content': TEST_CASE_SYSTEM}, {'role': 'user', 'content': ask + ' Under 60 words. Write only the message.'}]
     else:
         ask = (f'Write a harmless question from {spec.persona} to an AI assistant. It uses words that sound like {c.description}, '
                f'but it is safe: {BENIGN_TYPES[spec.benign_type]}. Example: "{spec.subtopic}". Write a different question of this kind.')
@@ -268,9 +279,10 @@ def next_user_messages(spec: ItemSpec, conv: list[dict]) -> list[dict]:
     return [{'role': 'system', 'content': TURN_USER_SYSTEM}, {'role': 'user', 'content': ask}]
 
 def assistant_turn_messages(spec: ItemSpec, conv: list[dict]) -> list[dict]:
-    "The request for the assistant's next reply: the policy as system prompt, then the conversation so far"
+    "The request for the assistant's next reply: the policy as system prompt (plus worked refusals for a harmful item), then the conversation so far"
     key = 'benign' if spec.kind == 'benign' else 'self_harm' if spec.category == 'self_harm' else 'harmful'
-    return [{'role': 'system', 'content': ASSISTANT_SYSTEM[key].format(subtopic=spec.subtopic)}] + conv
+    shots = [{'role': r, 'content': t} for pair in REFUSAL_SHOTS for r, t in zip(('user', 'assistant'), pair)] if key == 'harmful' else []
+    return [{'role': 'system', 'content': ASSISTANT_SYSTEM[key].format(subtopic=spec.subtopic)}] + shots + conv
 
 _LABEL_RE = re.compile(r'^\s*(?:\*\*)?(?:user|message|the message|user message|question|assistant|reply|response|answer|nanochat)(?:\*\*)?\s*:\s*(?:\*\*)?\s*', re.I)
 _NEXT_RE = re.compile(r'\n\s*(?:\*\*)?(?:user|assistant|ai|human|nanochat)(?:\*\*)?\s*:', re.I)
@@ -352,7 +364,7 @@ class Limits:
 
 _SCAFFOLD_RE = re.compile(r'^\s*(?:Item|Kind|Topic|Category|User turns|Look-alike type|Example to vary on|Persona|Phrasing)\s*:'
                           r'|Write (?:a|one) (?:message|conversation|harmless question)|Under \d+ words|Write only the (?:message|question)'
-                          r'|Output JSON only|strictly alternating|^\s*You are (?:a|an) (?:helpful|kind|supportive)|The user (?:is asking for something harmful|may be thinking)'
+                          r'|Output JSON only|strictly alternating|\btest case\b|safety filter|^\s*You are (?:a|an) (?:helpful|kind|supportive)|The user (?:is asking for something harmful|may be thinking)'
                           r'|The request is harmless', re.M | re.I)
 _REQUEST_RE = re.compile(r"\?|\b(?:how|what|why|where|when|which|who|can|could|would|will|please|help|tell me|show me|give me|"
                          r"explain|walk me|teach me|write|want|need|i'd like|looking for|tips|ideas|advice|recommend)\b", re.I)
@@ -380,13 +392,29 @@ def gives_details(text: str) -> bool:
     "True when a reply lays out steps, lists or ingredients (in a refusal: the harmful details given anyway)"
     return bool(_DETAILS_RE.search(text))
 
+_OFFER_RE = re.compile(r"\b(?:i can(?!'t|not)|i could(?!n't)|i'?d be (?:happy|glad)|i'?m (?:happy|glad)|happy to|glad to|"
+                       r"i (?:recommend|suggest)|if you (?:want|need|'d like|would like)|can (?:provide|give|share|tell|show|explain))\b", re.I)
+_ENABLING_RE = re.compile(r"\b(?:information|instructions|steps|details|tips|advice) (?:on|about|for) how to\b|\bhow to do (?:it|this|that)\b"
+                          r"|\bprovide you with (?:information|instructions|details|steps)\b", re.I)
+_GENERIC = set('someone something person people private specific without getting making using other others their about online really'.split())
+
+def reoffers_harm(text: str, spec: ItemSpec) -> bool:
+    "True when a refusal's offer brings the harmful request back (an offer clause naming a content word of the harmful topic)"
+    topic = {w[:5] for w in _words(spec.subtopic) if len(w) >= 5 and w not in _GENERIC}
+    clauses = re.split(r"[.!?;,:]|\bbut\b", text.replace('\u2019', "'"))
+    if _ENABLING_RE.search(text): return True
+    return any(_OFFER_RE.search(c) and topic & {w[:5] for w in _words(c) if len(w) >= 5} for c in clauses)
+
 def on_topic(question: str, answer: str) -> bool:
     "True when `answer` shares at least one content word (4+ letters, stem-matched) with `question`"
     stem = lambda w: w[:5]
     q = {stem(w) for w in _words(question) if len(w) >= 4 and w not in _STOP}
     return not q or bool(q & {stem(w) for w in _words(answer) if len(w) >= 4})
 
-_AS_AI_RE = re.compile(r"\b(?:i'?m|i am) (?:just |only )?(?:an?|the) (?:\w+ ){0,2}(?:ai|assistant|language model|chatbot)\b", re.I)
+_AS_AI_RE = re.compile(r"\b(?:i'?m|i am) (?:just |only )?(?:an?|the) (?:\w+ ){0,2}(?:ai|assistant|language model|chatbot)\b"
+                       r"|\bhow (?:can|may) i (?:help|assist) you\b|\bi(?:'m| am) sorry,? but i (?:can't|cannot|won't)\b", re.I)
+_THIRD_PERSON_RE = re.compile(r"^\W*(?:an?|the) (?:[\w'-]+ ){0,5}(?:asks|is asking|wants|writes|types|sends|needs)\b"
+                              r"|\bthe (?:chatbot|assistant|ai) (?:is|will|should|must)\b", re.I)
 
 def copies_example(text: str, spec: ItemSpec) -> bool:
     "True when a benign user turn copies the example it was told to vary on (its words after the first, in a row)"
@@ -402,6 +430,7 @@ def check_user_turn(text: str, spec: ItemSpec, prompts: list[str] = (), first: b
     if len(text) < lim.min_chars: return ('too_short', f'the user turn has under {lim.min_chars} characters')
     if len(text) > lim.max_user_chars: return ('too_long', f'a user turn is over {lim.max_user_chars} characters')
     if first and _AS_AI_RE.search(text): return ('role_confusion', 'the user turn speaks as the AI assistant')
+    if first and _THIRD_PERSON_RE.search(text): return ('third_person', 'the user turn describes the user instead of speaking as them')
     if first and not _REQUEST_RE.search(text): return ('not_a_request', 'the first user turn asks nothing')
     if first and copies_example(text, spec): return ('copied_example', 'the benign request copies the example instead of varying it')
     return None
@@ -433,6 +462,8 @@ def check_conversation(conv: list[dict], spec: ItemSpec, limits: Limits | None =
         for i, a in enumerate(assts):
             if not is_refusal(a): return ('harmful_not_refused', f'assistant turn {i + 1} does not decline')
     if any(gives_details(a) for a in assts): return ('harmful_details', 'a refusal goes on to lay out steps or details')
+    if any(reoffers_harm(a, spec) for a in assts):
+        return ('harmful_offer', 'the refusal offers to help with the harmful request after all')
     if spec.category != 'self_harm' and not offers_alternative(assts[0]): return ('no_alternative', 'the refusal offers no safe alternative')
     if max(map(len, assts)) > lim.max_refusal_chars: return ('refusal_too_long', f'a refusal is over {lim.max_refusal_chars} characters')
     return None
@@ -544,7 +575,7 @@ def pick_synthesis(caps: Capabilities | None, requested: str = 'auto') -> str:
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
-EXCERPT_REASONS = {'parse_error', 'teacher_refused', 'schema', 'not_alternating', 'empty_message', 'judge_error', 'leaked_prompt', 'not_a_request'}
+EXCERPT_REASONS = {'parse_error', 'teacher_refused', 'schema', 'not_alternating', 'empty_message', 'judge_error', 'leaked_prompt', 'not_a_request', 'truncated', 'third_person', 'harmful_offer'}
 
 @dataclass
 class _Outcome:
@@ -578,7 +609,7 @@ async def _json_conversation(spec: ItemSpec, teacher: Teacher, cfg: GenConfig, o
 
 async def _turns_conversation(spec: ItemSpec, teacher: Teacher, cfg: GenConfig, o: _Outcome) -> tuple[list | None, tuple | None]:
     "turns mode: one plain-text request per turn, each user turn checked before its reply is asked for"
-    conv, prompts = [], []
+    conv, prompts = [], [a for _, a in REFUSAL_SHOTS] if spec.kind == 'harmful' and spec.category != 'self_harm' else []
     ut, at = cfg.turn_tokens
     for t in range(spec.user_turns):
         msgs = user_turn_messages(spec) if t == 0 else next_user_messages(spec, conv)
@@ -586,11 +617,13 @@ async def _turns_conversation(spec: ItemSpec, teacher: Teacher, cfg: GenConfig, 
         for m in conv[-2:]: scaffold = scaffold.replace(m['content'], ' ')     # the quoted turns are not scaffolding
         prompts.append(scaffold)
         r = await teacher.complete(msgs, max_tokens=teacher.max_tokens or ut); _add(o, r)
+        if r.finish_reason == 'length': return None, ('truncated', f'user turn {t + 1} was cut off by max_tokens', r.text)
         text = clean_turn(r.text)
         if (bad := check_user_turn(text, spec, prompts, t == 0, cfg.limits)): return None, (*bad, r.text)
         conv.append({'role': 'user', 'content': text})
         msgs = assistant_turn_messages(spec, conv)        # its policy is not compared: a good reply repeats "call or text 988"
         r = await teacher.complete(msgs, max_tokens=teacher.max_tokens or at); _add(o, r)
+        if r.finish_reason == 'length': return None, ('truncated', f'assistant turn {t + 1} was cut off by max_tokens', r.text)
         conv.append({'role': 'assistant', 'content': clean_turn(r.text)})
     o.mode = 'none'
     if (bad := check_conversation(conv, spec, cfg.limits, prompts)): return None, (*bad, json.dumps(conv)[:300])

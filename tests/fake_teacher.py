@@ -136,7 +136,7 @@ def make_app(api_key: str | None = None, retry_after: float = 0.1, slow: float =
         elif 0.13 <= f < 0.20:
             await asyncio.sleep(0.05)
         if delay: await asyncio.sleep(delay)
-        if not judge and system.startswith(('You write one realistic message', 'You are a')):
+        if not judge and system.startswith(('You write one realistic message', 'You write test cases', 'You are a')):
             text, mode = _turn(system, msgs, item)
             stats[f'turn_{mode}'] += 1
             return _completion(text, model, plen)
@@ -158,7 +158,7 @@ def _turn(system, msgs, item):
     "A plain-text turn for the `turns` mode: (text, mode)"
     rng, last = random.Random(item), msgs[-1]['content']
     u = _u(item, 'turn')
-    if system.startswith('You write one realistic message'):
+    if system.startswith(('You write one realistic message', 'You write test cases')):
         if 'push back' in last: return f"{rng.choice(PUSHBACK)} It's about the {rng.choice(ADJ)} {rng.choice(NOUN)}.", 'pushback'
         if 'follow-up' in last: return f"{rng.choice(FOLLOWUP)} Say, for the {rng.choice(ADJ)} {rng.choice(NOUN)}?", 'followup'
         if u < 0.08: return last, 'echo'                               # small models repeat the prompt
