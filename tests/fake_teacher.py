@@ -163,7 +163,7 @@ def _turn(system, msgs, item):
         if 'follow-up' in last: return f"{rng.choice(FOLLOWUP)} Say, for the {rng.choice(ADJ)} {rng.choice(NOUN)}?", 'followup'
         if u < 0.08: return last, 'echo'                               # small models repeat the prompt
         if u < 0.12: return "I'm sorry, but I can't write a message like that.", 'refuse_user'
-        m = re.search(r'help with (.*?)\. Make it', last) or re.search(r'Example: "(.*?)"', last)
+        m = re.search(r'help me with (.*?)\?" ', last) or re.search(r'Example: "(.*?)"', last)
         topic = m.group(1) if m else 'this'
         if 'Example: "' in last: topic = ' '.join(topic.split()[:3]) + f' for my {rng.choice(ADJ)} {rng.choice(NOUN)}'
         return (f'User: "{rng.choice(OPENERS)} {rng.choice(ASKS).format(t=topic)} It is about the {rng.choice(ADJ)} {rng.choice(NOUN)} '
