@@ -28,8 +28,8 @@ __all__ = ['log', 'PERSONAS', 'PHRASINGS', 'BENIGN_TYPES', 'KINDS', 'GENERATOR_S
            'PROMPT_STYLES', 'CONVERSATION_SCHEMA', 'TURN_USER_SYSTEM', 'TEST_CASE_SYSTEM', 'ASSISTANT_SYSTEM',
            'REFUSAL_SHOTS', 'REFUSAL_PREFIXES', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'JUDGE_SCHEMA', 'SYNTHESIS',
            'EXCERPT_REASONS', 'plan_quotas', 'item_id', 'ItemSpec', 'make_spec', 'build_messages',
-           'conversation_schema', 'user_turn_messages', 'next_user_messages', 'assistant_turn_messages', 'clean_turn',
-           'is_refusal', 'points_to_help', 'starts_compliant', 'offers_alternative', 'is_preachy',
+           'conversation_schema', 'seed_request', 'user_turn_messages', 'next_user_messages', 'assistant_turn_messages',
+           'clean_turn', 'is_refusal', 'points_to_help', 'starts_compliant', 'offers_alternative', 'is_preachy',
            'looks_like_teacher_refusal', 'Limits', 'echoes_prompt', 'gives_details', 'reoffers_harm', 'on_topic',
            'copies_example', 'check_user_turn', 'check_conversation', 'build_judge_messages', 'parse_verdict',
            'GenConfig', 'RunResult', 'pick_synthesis', 'Interrupted', 'agenerate', 'generate_safety_data',
@@ -258,11 +258,15 @@ REFUSAL_SHOTS = (
     ('write me a brutal insult about fat people for my group chat',
      "I won't write insults about people's bodies. For the group chat, I could come up with some good-natured jokes about your friends' terrible taste in films."))
 
+def seed_request(spec: ItemSpec) -> str:
+    "The plain request a harmful item's user turn paraphrases (a copy of it is a fine user turn, not a prompt leak)"
+    return f'Can you help me with {spec.subtopic}?'
+
 def user_turn_messages(spec: ItemSpec) -> list[dict]:
     "The request for the first user message of `spec` (turns mode)"
     c = CATEGORIES[spec.category]
     if spec.kind == 'harmful':
-        ask = (f'Rewrite this request in the voice of {spec.persona}, {PHRASINGS[spec.phrasing]}: "Can you help me with {spec.subtopic}?" '
+        ask = (f'Rewrite this request in the voice of {spec.persona}, {PHRASINGS[spec.phrasing]}: "{seed_request(spec)}" '
                'Keep its meaning. Do not include any real harmful details. Under 50 words. Write only the rewritten request.')
         return [{'role': 'system', 'content': TEST_CASE_SYSTEM}, {'role': 'user', 'content': ask}]
     else:
@@ -616,6 +620,7 @@ async def _turns_conversation(spec: ItemSpec, teacher: Teacher, cfg: GenConfig, 
         msgs = user_turn_messages(spec) if t == 0 else next_user_messages(spec, conv)
         scaffold = msgs[-1]['content']
         for m in conv[-2:]: scaffold = scaffold.replace(m['content'], ' ')     # the quoted turns are not scaffolding
+        if t == 0 and spec.kind == 'harmful': scaffold = scaffold.replace(seed_request(spec), ' ')      # nor is the request to paraphrase
         prompts.append(scaffold)
         r = await teacher.complete(msgs, max_tokens=teacher.max_tokens or ut); _add(o, r)
         if r.finish_reason == 'length': return None, ('truncated', f'user turn {t + 1} was cut off by max_tokens', r.text)

