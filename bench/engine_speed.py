@@ -53,7 +53,7 @@ def streamed_bytes(model):
     n = 0
     for mod in model.modules():
         if isinstance(mod, torch.nn.Linear): n += mod.weight.nbytes
-        elif 'quantized' in type(mod).__module__ and hasattr(mod, 'weight') and callable(mod.weight): n += mod.weight().int_repr().nbytes
+        elif hasattr(mod, 'weight_nbytes'): n += mod.weight_nbytes                      # Int8Linear
     return n
 
 @torch.inference_mode()
