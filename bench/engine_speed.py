@@ -11,6 +11,7 @@ chat's time to first token per turn with and without the prefix cache. Through `
 a free loopback port): 16 concurrent streaming clients vs the same 16 one at a time (aggregate tok/s, TTFT
 p50/p95 vs a lone client) and the server's RSS at start and under load against the weights' size. Prints a table
 per model and ends with one JSON line."""
+from concurrent.futures import ThreadPoolExecutor
 import argparse, copy, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 import torch
@@ -121,15 +122,22 @@ def rss_mb(pid, field='VmRSS'):
         if line.startswith(field + ':'): return int(line.split()[1]) / 1024
     return float('nan')
 
-MODEL = {}
+MODEL, CLIENT = {}, {}
+
+def client(port):
+    """One shared HTTP client per server (keep-alive connections, as an OpenAI SDK client): a fresh `httpx` client per
+    request builds its own TLS context (tens of ms of CPU, under the GIL), which would be timed as the server's TTFT"""
+    import httpx
+    if port not in CLIENT: CLIENT[port] = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+    return CLIENT[port]
 
 def stream_one(port, prompt_text, new, ban):
     "One streaming /v1/completions request: (time to first token, token count, seconds)"
-    import httpx
-    if port not in MODEL: MODEL[port] = httpx.get(f'http://127.0.0.1:{port}/v1/models', timeout=10).json()['data'][0]['id']
+    c = client(port)
+    if port not in MODEL: MODEL[port] = c.get(f'http://127.0.0.1:{port}/v1/models', timeout=10).json()['data'][0]['id']
     body = dict(model=MODEL[port], prompt=prompt_text, max_tokens=new, temperature=0, stream=True, logit_bias={str(k): v for k, v in ban.items()})
     t0 = time.perf_counter(); first = None; n = 0
-    with httpx.stream('POST', f'http://127.0.0.1:{port}/v1/completions', json=body, timeout=600) as r:
+    with c.stream('POST', f'http://127.0.0.1:{port}/v1/completions', json=body) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith('data: ') or line == 'data: [DONE]': continue
@@ -160,12 +168,13 @@ def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
         r = dict(rss_start_mb=round(rss_mb(proc.pid), 1))
         prompt_text = tok.decode(text_prompt(tok, plen)[1:])
         ban = ban_ends(tok)
-        stream_one(port, prompt_text[:40], 4, ban)                       # warm-up
+        for _ in range(2): stream_one(port, prompt_text[:40], 4, ban)    # warm-up (imports, first-call paths)
         lone = [stream_one(port, prompt_text, new, ban) for _ in range(2)]
         t = time.perf_counter(); seq = [stream_one(port, prompt_text, new, ban) for _ in range(clients)]; seq_s = time.perf_counter() - t
         res = [None] * clients
         def go(i): res[i] = stream_one(port, prompt_text, new, ban)
         ths = [threading.Thread(target=go, args=(i,)) for i in range(clients)]
+        list(ThreadPoolExecutor(clients).map(lambda _: client(port).get(f'http://127.0.0.1:{port}/health'), range(clients)))   # open the connections
         t = time.perf_counter()
         for th in ths: th.start()
         for th in ths: th.join()
@@ -182,6 +191,7 @@ def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
         r['server_kv_cache_tokens_peak'] = stats.get('kv_cache_tokens_peak')
         return r
     finally:
+        if port in CLIENT: CLIENT.pop(port).close()
         proc.terminate()
         try: proc.wait(timeout=20)
         except subprocess.TimeoutExpired: proc.kill()
