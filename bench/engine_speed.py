@@ -147,6 +147,12 @@ def stream_one(port, prompt_text, new, ban):
                 if first is None: first = time.perf_counter() - t0
     return first, n, time.perf_counter() - t0
 
+def baseline_rss_mb(code):
+    "RSS (MB) of a fresh interpreter after running `code`: what the process holds before any model is loaded"
+    probe = code + "\nprint([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])"
+    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    return int(out.stdout.split()[-1]) / 1024
+
 def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
     import httpx
     port = free_port()
@@ -165,14 +171,16 @@ def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
             if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.stderr.read()[-2000:]}')
             time.sleep(0.5)
         time.sleep(1.0)
-        r = dict(rss_start_mb=round(rss_mb(proc.pid), 1))
+        r = dict(rss_start_mb=round(rss_mb(proc.pid), 1), rss_bare_torch_mb=round(baseline_rss_mb('import torch'), 1),
+                 rss_server_imports_mb=round(baseline_rss_mb('import torch, nanochat.server, nanochat.checkpoint, nanochat.engine, uvicorn'), 1))
         prompt_text = tok.decode(text_prompt(tok, plen)[1:])
         ban = ban_ends(tok)
-        for _ in range(2): stream_one(port, prompt_text[:40], 4, ban)    # warm-up (imports, first-call paths)
-        lone = [stream_one(port, prompt_text, new, ban) for _ in range(2)]
-        t = time.perf_counter(); seq = [stream_one(port, prompt_text, new, ban) for _ in range(clients)]; seq_s = time.perf_counter() - t
+        ask = lambda i: f'Request {i}. ' + prompt_text    # every request its own prompt: no prefix-cache hits between them
+        for i in range(2): stream_one(port, ask(i)[:40], 4, ban)          # warm-up (imports, first-call paths)
+        lone = [stream_one(port, ask(100 + i), new, ban) for i in range(3)]
+        t = time.perf_counter(); seq = [stream_one(port, ask(200 + i), new, ban) for i in range(clients)]; seq_s = time.perf_counter() - t
         res = [None] * clients
-        def go(i): res[i] = stream_one(port, prompt_text, new, ban)
+        def go(i): res[i] = stream_one(port, ask(300 + i), new, ban)
         ths = [threading.Thread(target=go, args=(i,)) for i in range(clients)]
         list(ThreadPoolExecutor(clients).map(lambda _: client(port).get(f'http://127.0.0.1:{port}/health'), range(clients)))   # open the connections
         t = time.perf_counter()
@@ -232,6 +240,10 @@ def bench_model(name, model, tok, a, model_dir=None, http=False):
         h = http_bench(model_dir, tok, new=a.http_new, clients=a.clients, slots=a.clients)
         r.update({f'http_{k}': v for k, v in h.items()})
         r['http_rss_start_vs_weights'] = round(h['rss_start_mb'] / r['weights_mb'], 2)
+        # what the server allocates, against the weights: its RSS over a bare `import torch` process, and over a
+        # process that imported everything the server imports but loaded no model
+        r['http_rss_start_over_torch_vs_weights'] = round((h['rss_start_mb'] - h['rss_bare_torch_mb']) / r['weights_mb'], 2)
+        r['http_rss_start_over_imports_vs_weights'] = round((h['rss_start_mb'] - h['rss_server_imports_mb']) / r['weights_mb'], 2)
     return r
 
 def main(argv=None):

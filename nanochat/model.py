@@ -278,6 +278,12 @@ def has_value_embed(layer_idx, n_layer):
     "Value embeddings sit on alternating layers, always including the last"
     return layer_idx % 2 == (n_layer - 1) % 2
 
+def _on_meta(): return torch.get_default_device().type == 'meta'
+
+def _embedding(n, d):
+    "nn.Embedding(n, d), built without its random init on the meta device (whose meta `normal_` imports torch._dynamo: ~75 MB resident)"
+    return nn.Embedding(n, d, _weight=torch.empty(n, d)) if _on_meta() else nn.Embedding(n, d)
+
 class GPT(nn.Module):
     "A nanochat GPT of any era; `forward(idx)` gives float32 logits cropped to the real vocab"
     def __init__(self, config):
@@ -286,7 +292,7 @@ class GPT(nn.Module):
         V = c.padded_vocab_size
         use_ve = c.ve_gate_channels > 0
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(V, c.n_embd),
+            wte=_embedding(V, c.n_embd),
             h=nn.ModuleList([Block(c, i, use_ve and has_value_embed(i, c.n_layer)) for i in range(c.n_layer)])))
         self.lm_head = nn.Linear(c.n_embd, V, bias=False)
         if c.lambdas:
@@ -295,13 +301,14 @@ class GPT(nn.Module):
         if c.smear_channels:
             self.smear_gate = nn.Linear(c.smear_channels, 1, bias=False)
             self.smear_lambda = nn.Parameter(torch.zeros(1))
-        if c.backout: self.backout_lambda = nn.Parameter(0.2 * torch.ones(1))
+        if c.backout: self.backout_lambda = nn.Parameter(torch.full((1,), 0.2))
         if use_ve:
             kv_dim = c.n_kv_head * c.head_dim
-            self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(V, kv_dim) for i in range(c.n_layer) if has_value_embed(i, c.n_layer)})
+            self.value_embeds = nn.ModuleDict({str(i): _embedding(V, kv_dim) for i in range(c.n_layer) if has_value_embed(i, c.n_layer)})
         self.windows = window_sizes(c)
         self.rotary_len = c.sequence_len * 10
-        cos, sin = rotary_tables(self.rotary_len, c.head_dim, c.rotary_base, c.rotary_bf16)
+        if _on_meta(): cos, sin = torch.empty(self.rotary_len, c.head_dim // 2), torch.empty(self.rotary_len, c.head_dim // 2)   # init_rotary fills them
+        else: cos, sin = rotary_tables(self.rotary_len, c.head_dim, c.rotary_base, c.rotary_bf16)
         self.register_buffer('cos', cos, persistent=False)
         self.register_buffer('sin', sin, persistent=False)
 
