@@ -4,13 +4,15 @@
     python bench/engine_speed.py --models demo --new 32   # quicker
     python bench/engine_speed.py --http-model d12         # the 16-client HTTP figure on d12 too (slow on 2 cores)
 
-Per model: memory copy bandwidth and the decode roofline (weight bytes streamed per step / bandwidth), one bare
+Per model: memory copy bandwidth and the decode roofline (weight bytes streamed per step / bandwidth; also against
+the read bandwidth of a plain reduction, since decode only reads its weights), one bare
 forward of one token vs the engine's per-token time (single stream), prefill tok/s at 64 and 1024 tokens (the
 engine's time to first token with the prefix cache off), int8 vs fp32 decode and greedy top-1 agreement, a 5-turn
 chat's time to first token per turn with and without the prefix cache. Through `nanochat serve` (a subprocess on
 a free loopback port): 16 concurrent streaming clients vs the same 16 one at a time (aggregate tok/s, TTFT
-p50/p95 vs a lone client) and the server's RSS at start and under load against the weights' size. Prints a table
-per model and ends with one JSON line."""
+p50/p95 vs a lone client; one keep-alive client, every request its own prompt) and the server's RSS at start and
+under load against the weights' size, also counted over a bare `import torch` process and over one that imported
+everything the server imports but loaded no model. Prints a table per model and ends with one JSON line."""
 from concurrent.futures import ThreadPoolExecutor
 import argparse, copy, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
@@ -45,6 +47,11 @@ def copy_bandwidth(mb=256, reps=7):
     a = torch.empty(mb * 2**20 // 4); b = torch.empty_like(a); a.fill_(1); b.copy_(a)
     best = min(_t(lambda: b.copy_(a)) for _ in range(reps))
     return 2 * a.nbytes / best
+
+def read_bandwidth(mb=256, reps=7):
+    "Bytes per second read by a reduction over a large tensor (what a decode step does with its weights), the best of `reps`"
+    a = torch.empty(mb * 2**20 // 4); a.fill_(1); a.sum()
+    return a.nbytes / min(_t(lambda: a.sum()) for _ in range(reps))
 
 def _t(f):
     t = time.perf_counter(); f(); return time.perf_counter() - t
@@ -218,6 +225,9 @@ def bench_model(name, model, tok, a, model_dir=None, http=False):
     r['engine_step_vs_bare_forward'] = round(ms / r['bare_forward_ms'], 3)
     r['roofline_ms_per_token'] = round(roof_ms, 3)
     r['decode_pct_of_roofline'] = round(100 * roof_ms / ms, 1)
+    rbw = read_bandwidth()                      # the copy figure counts read + write; decode only reads its weights
+    r['read_bandwidth_gb_s'] = round(rbw / 1e9, 2)
+    r['decode_pct_of_read_roofline'] = round(100 * sb / rbw * 1000 / ms, 1)
     for n in (64, 1024):
         n = min(n, model.config.sequence_len - 8)
         s = engine_ttft(model, tok, text_prompt(tok, n), reps=3 if n <= 64 else 1)
