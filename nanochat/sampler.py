@@ -313,9 +313,16 @@ def sample(logits: Tensor, params: list[SamplingParams] | SamplingParams,
 
 def _sample(logits, b, gens, prompt_ids=None, output_ids=None, allowed=None):
     "`sample` on a prepared `_Batch`; rows that cannot be sampled are listed in `.failed` instead of raising"
-    x, broken = _process(logits, b, prompt_ids, output_ids, allowed, sampling=True)
-    tokens = x.argmax(-1)
-    bad = broken | ~torch.isfinite(x.gather(1, tokens[:, None])[:, 0])
+    if b.all_greedy and not b.penalised and allowed is None and prompt_ids is None and output_ids is None:
+        # the fast path: nothing but (biased) argmaxes; one max gives them and finds the broken rows (NaN and +inf
+        # reach the max, and a row of -inf has no finite one); no copy of the logits (index_put is out of place)
+        x = _bias(logits.to(torch.promote_types(logits.dtype, torch.float32)), b)
+        mx, tokens = x.max(-1)
+        bad = ~torch.isfinite(mx)
+    else:
+        x, broken = _process(logits, b, prompt_ids, output_ids, allowed, sampling=True)
+        tokens = x.argmax(-1)
+        bad = broken | ~torch.isfinite(x.gather(1, tokens[:, None])[:, 0])
     failed = bad.nonzero().flatten().tolist() if bad.any() else []
     if not b.all_greedy: tokens = _draw(x, b, gens, tokens, set(failed))
     raw = logits.to(x.dtype).log_softmax(-1)
