@@ -441,8 +441,10 @@ class GPT(nn.Module):
         return x + gate * prev
 
 # %% ../nbs/01_model.ipynb #a173b2ce
+import functools
 QUANT_SKIP = ('ve_gate', 'smear_gate', 'lm_head')   # stay fp32: tiny gates feeding sigmoids, and the logits' projection
 
+@functools.cache
 def cpu_has_vnni():
     "Whether this CPU has int8 dot products with 32-bit sums (AVX512-VNNI or AVX-VNNI), read from /proc/cpuinfo"
     try:
