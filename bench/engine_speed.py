@@ -4,13 +4,16 @@
     python bench/engine_speed.py --models demo --new 32   # quicker
     python bench/engine_speed.py --http-model d12         # the 16-client HTTP figure on d12 too (slow on 2 cores)
 
-Per model: memory copy bandwidth and the decode roofline (weight bytes streamed per step / bandwidth), one bare
+Per model: memory copy bandwidth and the decode roofline (weight bytes streamed per step / bandwidth; also against
+the read bandwidth of a plain reduction, since decode only reads its weights), one bare
 forward of one token vs the engine's per-token time (single stream), prefill tok/s at 64 and 1024 tokens (the
 engine's time to first token with the prefix cache off), int8 vs fp32 decode and greedy top-1 agreement, a 5-turn
 chat's time to first token per turn with and without the prefix cache. Through `nanochat serve` (a subprocess on
 a free loopback port): 16 concurrent streaming clients vs the same 16 one at a time (aggregate tok/s, TTFT
-p50/p95 vs a lone client) and the server's RSS at start and under load against the weights' size. Prints a table
-per model and ends with one JSON line."""
+p50/p95 vs a lone client; one keep-alive client, every request its own prompt) and the server's RSS at start and
+under load against the weights' size, also counted over a bare `import torch` process and over one that imported
+everything the server imports but loaded no model. Prints a table per model and ends with one JSON line."""
+from concurrent.futures import ThreadPoolExecutor
 import argparse, copy, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 import torch
@@ -45,6 +48,11 @@ def copy_bandwidth(mb=256, reps=7):
     best = min(_t(lambda: b.copy_(a)) for _ in range(reps))
     return 2 * a.nbytes / best
 
+def read_bandwidth(mb=256, reps=7):
+    "Bytes per second read by a reduction over a large tensor (what a decode step does with its weights), the best of `reps`"
+    a = torch.empty(mb * 2**20 // 4); a.fill_(1); a.sum()
+    return a.nbytes / min(_t(lambda: a.sum()) for _ in range(reps))
+
 def _t(f):
     t = time.perf_counter(); f(); return time.perf_counter() - t
 
@@ -53,7 +61,7 @@ def streamed_bytes(model):
     n = 0
     for mod in model.modules():
         if isinstance(mod, torch.nn.Linear): n += mod.weight.nbytes
-        elif 'quantized' in type(mod).__module__ and hasattr(mod, 'weight') and callable(mod.weight): n += mod.weight().int_repr().nbytes
+        elif hasattr(mod, 'weight_nbytes'): n += mod.weight_nbytes                      # Int8Linear
     return n
 
 @torch.inference_mode()
@@ -121,15 +129,22 @@ def rss_mb(pid, field='VmRSS'):
         if line.startswith(field + ':'): return int(line.split()[1]) / 1024
     return float('nan')
 
-MODEL = {}
+MODEL, CLIENT = {}, {}
+
+def client(port):
+    """One shared HTTP client per server (keep-alive connections, as an OpenAI SDK client): a fresh `httpx` client per
+    request builds its own TLS context (tens of ms of CPU, under the GIL), which would be timed as the server's TTFT"""
+    import httpx
+    if port not in CLIENT: CLIENT[port] = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+    return CLIENT[port]
 
 def stream_one(port, prompt_text, new, ban):
     "One streaming /v1/completions request: (time to first token, token count, seconds)"
-    import httpx
-    if port not in MODEL: MODEL[port] = httpx.get(f'http://127.0.0.1:{port}/v1/models', timeout=10).json()['data'][0]['id']
+    c = client(port)
+    if port not in MODEL: MODEL[port] = c.get(f'http://127.0.0.1:{port}/v1/models', timeout=10).json()['data'][0]['id']
     body = dict(model=MODEL[port], prompt=prompt_text, max_tokens=new, temperature=0, stream=True, logit_bias={str(k): v for k, v in ban.items()})
     t0 = time.perf_counter(); first = None; n = 0
-    with httpx.stream('POST', f'http://127.0.0.1:{port}/v1/completions', json=body, timeout=600) as r:
+    with c.stream('POST', f'http://127.0.0.1:{port}/v1/completions', json=body) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith('data: ') or line == 'data: [DONE]': continue
@@ -138,6 +153,12 @@ def stream_one(port, prompt_text, new, ban):
                 n += 1
                 if first is None: first = time.perf_counter() - t0
     return first, n, time.perf_counter() - t0
+
+def baseline_rss_mb(code):
+    "RSS (MB) of a fresh interpreter after running `code`: what the process holds before any model is loaded"
+    probe = code + "\nprint([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])"
+    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    return int(out.stdout.split()[-1]) / 1024
 
 def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
     import httpx
@@ -157,15 +178,18 @@ def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
             if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.stderr.read()[-2000:]}')
             time.sleep(0.5)
         time.sleep(1.0)
-        r = dict(rss_start_mb=round(rss_mb(proc.pid), 1))
+        r = dict(rss_start_mb=round(rss_mb(proc.pid), 1), rss_bare_torch_mb=round(baseline_rss_mb('import torch'), 1),
+                 rss_server_imports_mb=round(baseline_rss_mb('import torch, nanochat.server, nanochat.checkpoint, nanochat.engine, uvicorn'), 1))
         prompt_text = tok.decode(text_prompt(tok, plen)[1:])
         ban = ban_ends(tok)
-        stream_one(port, prompt_text[:40], 4, ban)                       # warm-up
-        lone = [stream_one(port, prompt_text, new, ban) for _ in range(2)]
-        t = time.perf_counter(); seq = [stream_one(port, prompt_text, new, ban) for _ in range(clients)]; seq_s = time.perf_counter() - t
+        ask = lambda i: f'Request {i}. ' + prompt_text    # every request its own prompt: no prefix-cache hits between them
+        for i in range(2): stream_one(port, ask(i)[:40], 4, ban)          # warm-up (imports, first-call paths)
+        lone = [stream_one(port, ask(100 + i), new, ban) for i in range(3)]
+        t = time.perf_counter(); seq = [stream_one(port, ask(200 + i), new, ban) for i in range(clients)]; seq_s = time.perf_counter() - t
         res = [None] * clients
-        def go(i): res[i] = stream_one(port, prompt_text, new, ban)
+        def go(i): res[i] = stream_one(port, ask(300 + i), new, ban)
         ths = [threading.Thread(target=go, args=(i,)) for i in range(clients)]
+        list(ThreadPoolExecutor(clients).map(lambda _: client(port).get(f'http://127.0.0.1:{port}/health'), range(clients)))   # open the connections
         t = time.perf_counter()
         for th in ths: th.start()
         for th in ths: th.join()
@@ -182,6 +206,7 @@ def http_bench(model_dir, tok, slots=16, clients=16, new=64, plen=64, extra=()):
         r['server_kv_cache_tokens_peak'] = stats.get('kv_cache_tokens_peak')
         return r
     finally:
+        if port in CLIENT: CLIENT.pop(port).close()
         proc.terminate()
         try: proc.wait(timeout=20)
         except subprocess.TimeoutExpired: proc.kill()
@@ -200,6 +225,9 @@ def bench_model(name, model, tok, a, model_dir=None, http=False):
     r['engine_step_vs_bare_forward'] = round(ms / r['bare_forward_ms'], 3)
     r['roofline_ms_per_token'] = round(roof_ms, 3)
     r['decode_pct_of_roofline'] = round(100 * roof_ms / ms, 1)
+    rbw = read_bandwidth()                      # the copy figure counts read + write; decode only reads its weights
+    r['read_bandwidth_gb_s'] = round(rbw / 1e9, 2)
+    r['decode_pct_of_read_roofline'] = round(100 * sb / rbw * 1000 / ms, 1)
     for n in (64, 1024):
         n = min(n, model.config.sequence_len - 8)
         s = engine_ttft(model, tok, text_prompt(tok, n), reps=3 if n <= 64 else 1)
@@ -222,6 +250,10 @@ def bench_model(name, model, tok, a, model_dir=None, http=False):
         h = http_bench(model_dir, tok, new=a.http_new, clients=a.clients, slots=a.clients)
         r.update({f'http_{k}': v for k, v in h.items()})
         r['http_rss_start_vs_weights'] = round(h['rss_start_mb'] / r['weights_mb'], 2)
+        # what the server allocates, against the weights: its RSS over a bare `import torch` process, and over a
+        # process that imported everything the server imports but loaded no model
+        r['http_rss_start_over_torch_vs_weights'] = round((h['rss_start_mb'] - h['rss_bare_torch_mb']) / r['weights_mb'], 2)
+        r['http_rss_start_over_imports_vs_weights'] = round((h['rss_start_mb'] - h['rss_server_imports_mb']) / r['weights_mb'], 2)
     return r
 
 def main(argv=None):

@@ -239,8 +239,7 @@ def load_model(path=None, device=None, source='sft', tag=None, step=None, dtype=
                               'model and tokenizer come from different runs')
     with torch.device('meta'): model = GPT(cfg)
     check_state(model, sd, file)                    # before anything is allocated
-    model.to_empty(device='cpu')
-    load_state(model, sd, file)
+    model.load_state_dict(sd, strict=True, assign=True)   # the file's tensors become the parameters: no second copy
     model.init_rotary()
     device = torch.device(device) if device else default_device()
     model.to(device=device, dtype=dtype or default_dtype(device)).eval()

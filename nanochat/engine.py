@@ -389,14 +389,11 @@ class Scheduler:
         self._shrink()
 
     def _plan_prefill(self, budget):
-        "(prefill, n tokens) segments for this step: oldest first, whole prompts when they fit, long ones chunked"
+        "(prefill, n tokens) segments for this step: oldest first, whole prompts while they fit, the last one chunked to fill the budget"
         segs, left = [], budget
         for p in self.prefilling:
             if left <= 0: break
-            rem = len(p.req.prompt) - p.done
-            if rem <= left: t = rem
-            elif segs and rem <= self.step_tokens: break       # fits a step of its own: do not split it
-            else: t = left
+            t = min(len(p.req.prompt) - p.done, left)
             segs.append((p, t)); left -= t
         return segs
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['ERAS', 'UPSTREAM_FIELDS', 'QUANT_SKIP', 'GPTConfig', 'window_sizes', 'norm', 'rotary_tables', 'apply_rotary',
            'KVCache', 'SeqKV', 'Packed', 'attention_mask', 'CausalSelfAttention', 'MLP', 'Block', 'has_value_embed',
-           'GPT', 'quantize_model']
+           'GPT', 'cpu_has_vnni', 'Int8Linear', 'quantize_model']
 
 # %% ../nbs/01_model.ipynb #6f98c55a
 ERAS = {
@@ -278,6 +278,12 @@ def has_value_embed(layer_idx, n_layer):
     "Value embeddings sit on alternating layers, always including the last"
     return layer_idx % 2 == (n_layer - 1) % 2
 
+def _on_meta(): return torch.get_default_device().type == 'meta'
+
+def _embedding(n, d):
+    "nn.Embedding(n, d), built without its random init on the meta device (whose meta `normal_` imports torch._dynamo: ~75 MB resident)"
+    return nn.Embedding(n, d, _weight=torch.empty(n, d)) if _on_meta() else nn.Embedding(n, d)
+
 class GPT(nn.Module):
     "A nanochat GPT of any era; `forward(idx)` gives float32 logits cropped to the real vocab"
     def __init__(self, config):
@@ -286,7 +292,7 @@ class GPT(nn.Module):
         V = c.padded_vocab_size
         use_ve = c.ve_gate_channels > 0
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(V, c.n_embd),
+            wte=_embedding(V, c.n_embd),
             h=nn.ModuleList([Block(c, i, use_ve and has_value_embed(i, c.n_layer)) for i in range(c.n_layer)])))
         self.lm_head = nn.Linear(c.n_embd, V, bias=False)
         if c.lambdas:
@@ -295,13 +301,14 @@ class GPT(nn.Module):
         if c.smear_channels:
             self.smear_gate = nn.Linear(c.smear_channels, 1, bias=False)
             self.smear_lambda = nn.Parameter(torch.zeros(1))
-        if c.backout: self.backout_lambda = nn.Parameter(0.2 * torch.ones(1))
+        if c.backout: self.backout_lambda = nn.Parameter(torch.full((1,), 0.2))
         if use_ve:
             kv_dim = c.n_kv_head * c.head_dim
-            self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(V, kv_dim) for i in range(c.n_layer) if has_value_embed(i, c.n_layer)})
+            self.value_embeds = nn.ModuleDict({str(i): _embedding(V, kv_dim) for i in range(c.n_layer) if has_value_embed(i, c.n_layer)})
         self.windows = window_sizes(c)
         self.rotary_len = c.sequence_len * 10
-        cos, sin = rotary_tables(self.rotary_len, c.head_dim, c.rotary_base, c.rotary_bf16)
+        if _on_meta(): cos, sin = torch.empty(self.rotary_len, c.head_dim // 2), torch.empty(self.rotary_len, c.head_dim // 2)   # init_rotary fills them
+        else: cos, sin = rotary_tables(self.rotary_len, c.head_dim, c.rotary_base, c.rotary_bf16)
         self.register_buffer('cos', cos, persistent=False)
         self.register_buffer('sin', sin, persistent=False)
 
@@ -434,22 +441,56 @@ class GPT(nn.Module):
         return x + gate * prev
 
 # %% ../nbs/01_model.ipynb #a173b2ce
-QUANT_SKIP = ('ve_gate', 'smear_gate')   # tiny gates: nothing to gain, and they feed sigmoid gates directly
+import functools
+QUANT_SKIP = ('ve_gate', 'smear_gate', 'lm_head')   # stay fp32: tiny gates feeding sigmoids, and the logits' projection
 
-def quantize_model(model, how: str | None):
-    "Quantize `model` in place: None (as is), 'int8' (CPU: dynamic int8 Linear, per-channel weights) or 'bf16'"
+@functools.cache
+def cpu_has_vnni():
+    "Whether this CPU has int8 dot products with 32-bit sums (AVX512-VNNI or AVX-VNNI), read from /proc/cpuinfo"
+    try:
+        with open('/proc/cpuinfo') as f: flags = f.read()
+    except OSError: return False
+    return 'avx512_vnni' in flags or 'avx_vnni' in flags
+
+class Int8Linear(nn.Module):
+    "A bias-free Linear with int8 weights per output channel (torch's dynamic int8 kernel), each input row on its own scale"
+    def __init__(self, linear: nn.Linear, reduce_range: bool | None = None):
+        super().__init__()
+        import warnings
+        if linear.bias is not None: raise ValueError('Int8Linear takes bias-free Linear layers (nanochat has no biases)')
+        w = linear.weight.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12).double()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')     # torch's deprecation notice for quantized tensors: the kernel is what we want
+            qw = torch.quantize_per_channel(w, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
+            self._packed = torch.ops.quantized.linear_prepack(qw, None)
+        self.reduce_range = (not cpu_has_vnni()) if reduce_range is None else bool(reduce_range)
+
+    @property
+    def weight_nbytes(self):
+        "Bytes of the int8 weights and their per-channel scales"
+        return self.in_features * self.out_features + 4 * self.out_features
+
+    def forward(self, x):
+        if x.dim() == 1: return self(x[None])[0]
+        if x.numel() == x.shape[-1]: return torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
+        r = x.abs().amax(-1, keepdim=True).clamp(min=1e-30)     # per-row scale: the kernel's own is per tensor
+        return torch.ops.quantized.linear_dynamic(x / r, self._packed, self.reduce_range) * r
+
+    def extra_repr(self): return f'in_features={self.in_features}, out_features={self.out_features}, reduce_range={self.reduce_range}'
+
+def quantize_model(model, how: str | None, reduce_range: bool | None = None):
+    "Quantize `model` in place: None (as is), 'int8' (CPU: the blocks' projections become `Int8Linear`) or 'bf16'"
     if how is None: return model
     if how == 'bf16': return model.to(torch.bfloat16)
     if how != 'int8': raise ValueError(f"quantize={how!r}: use 'int8' (CPU) or 'bf16'")
-    import warnings
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     dev = next(model.parameters()).device
     if dev.type != 'cpu': raise ValueError(f"quantize='int8' runs on CPU only (the model is on {dev}): use 'bf16' on {dev.type}")
     model.float()
-    spec = {n: per_channel_dynamic_qconfig for n, m in model.named_modules()
-            if isinstance(m, nn.Linear) and not any(s in n for s in QUANT_SKIP)}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')     # torch.ao's deprecation notices: the kernels are what we want
-        quantize_dynamic(model, spec, inplace=True)
+    for name, mod in list(model.named_modules()):
+        for cn, ch in list(mod.named_children()):
+            full = f'{name}.{cn}' if name else cn
+            if isinstance(ch, nn.Linear) and not any(s in full for s in QUANT_SKIP): setattr(mod, cn, Int8Linear(ch, reduce_range))
     model.quantized = 'int8'
     return model

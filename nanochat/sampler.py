@@ -178,8 +178,8 @@ def _presence_frequency(x, b, output_ids):
     return x
 
 # %% ../nbs/03_sampler.ipynb #47f167a5
-def _temperature(x, b):
-    if b.any_greedy:  # keep only the argmax token (after bias and penalties)
+def _temperature(x, b, mask_greedy=True):
+    if b.any_greedy and mask_greedy:  # keep only the argmax token (after bias and penalties)
         keep = torch.zeros_like(x, dtype=torch.bool).scatter_(1, x.argmax(-1, keepdim=True), True)
         x = x.masked_fill(b.greedy_t.to(x.device) & ~keep, -math.inf)
     return x if b.temps is None else x / b.temps.to(x.device, x.dtype)
@@ -225,12 +225,14 @@ def process_logits(logits: Tensor, params: list[SamplingParams] | SamplingParams
     if logits.ndim != 2: raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}")
     return _process(logits, _Batch(_as_params(params, *logits.shape), logits.shape[1]), prompt_ids, output_ids, allowed)[0]
 
-def _process(logits, b, prompt_ids, output_ids, allowed=None):
+def _process(logits, b, prompt_ids, output_ids, allowed=None, sampling=False):
     """process_logits on a `_Batch`; also returns the rows that cannot be sampled (NaN/+inf logits, or nothing left).
-    `allowed` (B, V) bool, e.g. a grammar's mask, removes tokens before every other knob"""
+    `allowed` (B, V) bool, e.g. a grammar's mask, removes tokens before every other knob. `sampling`: for `_sample`,
+    which takes greedy rows' argmax itself, so their other tokens need not be set to -inf"""
     B, V = logits.shape
     x = logits.to(torch.promote_types(logits.dtype, torch.float32), copy=True)
-    broken = torch.isnan(x).any(-1) | torch.isposinf(x).any(-1)   # a broken model row: never sampled from
+    mx = x.amax(-1)                                               # NaN and +inf reach the row's max: one pass, not two
+    broken = mx.isnan() | mx.isposinf()                           # a broken model row: never sampled from
     if broken.any(): x[broken] = 0.0                              # keep NaN out of the batched ops below
     if allowed is not None: x = x.masked_fill(~allowed.to(x.device), -math.inf)
     if b.penalised or prompt_ids is not None or output_ids is not None:
@@ -238,7 +240,7 @@ def _process(logits, b, prompt_ids, output_ids, allowed=None):
     x = _bias(x, b)
     x = _repetition(x, b, prompt_ids, output_ids)
     x = _presence_frequency(x, b, output_ids)
-    x = _temperature(x, b)
+    x = _temperature(x, b, mask_greedy=not sampling)
     x = _top_k(x, b)
     x = _top_p(x, b)
     x = _min_p(x, b)
@@ -311,9 +313,16 @@ def sample(logits: Tensor, params: list[SamplingParams] | SamplingParams,
 
 def _sample(logits, b, gens, prompt_ids=None, output_ids=None, allowed=None):
     "`sample` on a prepared `_Batch`; rows that cannot be sampled are listed in `.failed` instead of raising"
-    x, broken = _process(logits, b, prompt_ids, output_ids, allowed)
-    tokens = x.argmax(-1)
-    bad = broken | ~torch.isfinite(x.gather(1, tokens[:, None])[:, 0])
+    if b.all_greedy and not b.penalised and allowed is None and prompt_ids is None and output_ids is None:
+        # the fast path: nothing but (biased) argmaxes; one max gives them and finds the broken rows (NaN and +inf
+        # reach the max, and a row of -inf has no finite one); no copy of the logits (index_put is out of place)
+        x = _bias(logits.to(torch.promote_types(logits.dtype, torch.float32)), b)
+        mx, tokens = x.max(-1)
+        bad = ~torch.isfinite(mx)
+    else:
+        x, broken = _process(logits, b, prompt_ids, output_ids, allowed, sampling=True)
+        tokens = x.argmax(-1)
+        bad = broken | ~torch.isfinite(x.gather(1, tokens[:, None])[:, 0])
     failed = bad.nonzero().flatten().tolist() if bad.any() else []
     if not b.all_greedy: tokens = _draw(x, b, gens, tokens, set(failed))
     raw = logits.to(x.dtype).log_softmax(-1)
