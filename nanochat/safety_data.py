@@ -294,6 +294,7 @@ REJECTION_REASONS = {
     'third_person': 'the user turn described the user instead of speaking as them',
     'harmful_offer': 'a refusal offered to help with the harmful request after all',
     'truncated': 'a turn was cut off by max_tokens (turns mode)',
+    'parroted': 'a benign answer repeated the question instead of answering it',
     'not_a_request': 'the first user turn asked for nothing',
     'preachy': 'an assistant turn moralised or said "as an AI"',
     'harmful_not_refused': 'an assistant turn complied with a harmful request',
