@@ -184,7 +184,7 @@ def plot_study(res: dict, path: str | Path | None = None):
     if all(a['stop_rate'] is not None for a in arms):
         ax3 = ax2.twinx(); ax3.plot(x, [100 * a['stop_rate'] for a in arms], marker='^', color='#1b9e77', label='stop rate (held-out chat prompts)')
         ax3.set_ylim(0, 105); ax3.set_ylabel('% replies that end on their own'); ax3.legend(fontsize=8, loc='lower right')
-    ax2.legend(fontsize=8, loc='upper right'); ax2.set_title('General-quality cost', fontsize=10)
+    ax2.legend(fontsize=8, loc='center left'); ax2.set_title('General-quality cost', fontsize=10)
     fig.suptitle(f"Safety SFT study: {res['safety_items']} safety conversations" + (f" from {res['teacher']}" if res.get('teacher') else ''), fontsize=11)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=110); plt.close(fig)

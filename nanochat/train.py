@@ -646,13 +646,14 @@ def train_demo(out_dir=DEMO_OUT, seed=0, config: DemoConfig | None = None, work_
     t = time.time()
     bpb_fn = lambda: evaluate_bpb(model, val_ids, tok.token_bytes, cfg.seq_len, env=env)
     if base_dir is not None:
-        pre = dict(history=[], evals=[dict(step=cfg.pretrain_steps, **bpb_fn())], tokens=0, input_tokens=0, seconds=0.0)
+        seen = cfg.pretrain_steps * cfg.batch_size * cfg.seq_len          # what the base's recipe trained on
+        pre = dict(history=[], evals=[dict(step=cfg.pretrain_steps, tokens=seen, **bpb_fn())], tokens=seen, input_tokens=seen, seconds=None)
         say(f"[train-demo] pretraining skipped: the base in {base_dir} (val bpb {pre['evals'][-1]['bpb']:.4f})")
     else: pre = train_loop(train_model, lm_batches(train_ids, cfg.batch_size // env.world_size, cfg.seq_len, seed, env.rank, env.world_size, env.device),
                      cfg.pretrain_steps, cfg.pretrain_lr, env, warmup=cfg.warmup, weight_decay=cfg.weight_decay,
                      grad_clip=cfg.grad_clip, eval_fn=bpb_fn, eval_every=cfg.eval_every, desc="pretrain")
     times["pretrain"] = time.time() - t
-    say(f"[train-demo] pretraining: {pre['tokens']:,} tokens in {pre['seconds']:.0f}s, val bpb {pre['evals'][-1]['bpb']:.4f}")
+    if base_dir is None: say(f"[train-demo] pretraining: {pre['tokens']:,} tokens in {pre['seconds']:.0f}s, val bpb {pre['evals'][-1]['bpb']:.4f}")
     if env.is_main and base_dir is None:
         save_checkpoint(work, model, tok, source="base", step=cfg.pretrain_steps,
                         meta=dict(val_bpb=pre["evals"][-1]["bpb"], seed=seed, recipe="nanochat train-demo"))

@@ -59,8 +59,8 @@ def test_safety_gen_accepts_items_from_a_real_teacher(strongest, tmp_path):
     base, name = strongest
     t = Teacher(base, name, timeout=300, max_concurrency=2, max_retries=1, temperature=0.7)
     t0 = time.monotonic()
-    res = generate_safety_data(t, tmp_path, GenConfig(per_category=2, benign_ratio=1.0, categories=['violence_weapons', 'privacy'],
-                                                      seed=0, synthesis='turns', max_attempts_factor=5), progress=False)
+    res = generate_safety_data(t, tmp_path, GenConfig(per_category=3, benign_ratio=2.0, categories=['violence_weapons', 'privacy', 'misinformation'],
+                                                      seed=0, synthesis='turns', max_attempts_factor=3), progress=False)
     el = time.monotonic() - t0
     print(res.summary, f'\n{el:.0f}s', dict(res.reasons))
     convs, metas = [json.loads(l) for l in (tmp_path / CONV_FILE).read_text().splitlines()], \
