@@ -83,7 +83,8 @@ def test_engine_error_ends_one_request_alone(engine):
     def submit(prompt, max_tokens=None, stop=None, params=None, n=1):
         req = real(prompt, max_tokens=max_tokens, stop=stop, params=params, n=n)
         if stop == ['POISON']:     # this one fails in the engine, as a row whose sampling fails would
-            req.cancel(); req._push(StreamEvent(None, index=0, finish_reason='error', error='ValueError: row has no finite maximum'))
+            # the error first, then free the slot: a cancel first could finish the request as 'cancelled' before the error
+            req._push(StreamEvent(None, index=0, finish_reason='error', error='ValueError: row has no finite maximum')); req.cancel()
         return req
     healthy = {'messages': HI, 'max_tokens': 30, 'logit_bias': ban_end(tok)}
     async def go():
