@@ -28,12 +28,12 @@ __all__ = ['log', 'PERSONAS', 'PHRASINGS', 'BENIGN_TYPES', 'KINDS', 'GENERATOR_S
            'PROMPT_STYLES', 'CONVERSATION_SCHEMA', 'TURN_USER_SYSTEM', 'TEST_CASE_SYSTEM', 'ASSISTANT_SYSTEM',
            'REFUSAL_SHOTS', 'REFUSAL_PREFIXES', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'JUDGE_SCHEMA', 'SYNTHESIS',
            'EXCERPT_REASONS', 'plan_quotas', 'item_id', 'ItemSpec', 'make_spec', 'build_messages',
-           'conversation_schema', 'seed_request', 'user_turn_messages', 'next_user_messages', 'assistant_turn_messages',
-           'clean_turn', 'is_refusal', 'points_to_help', 'agrees_to_help', 'parrots', 'starts_compliant',
-           'offers_alternative', 'is_preachy', 'looks_like_teacher_refusal', 'Limits', 'echoes_prompt', 'gives_details',
-           'reoffers_harm', 'on_topic', 'copies_shot', 'copies_example', 'check_user_turn', 'check_conversation',
-           'build_judge_messages', 'parse_verdict', 'GenConfig', 'RunResult', 'pick_synthesis', 'Interrupted',
-           'agenerate', 'generate_safety_data', 'safety_gen_cli']
+           'conversation_schema', 'seed_request', 'user_turn_messages', 'next_user_messages', 'reply_policy',
+           'parrot_sources', 'assistant_turn_messages', 'clean_turn', 'is_refusal', 'points_to_help', 'agrees_to_help',
+           'parrots', 'starts_compliant', 'offers_alternative', 'is_preachy', 'looks_like_teacher_refusal', 'Limits',
+           'echoes_prompt', 'gives_details', 'reoffers_harm', 'on_topic', 'copies_shot', 'copies_example',
+           'check_user_turn', 'check_conversation', 'build_judge_messages', 'parse_verdict', 'GenConfig', 'RunResult',
+           'pick_synthesis', 'Interrupted', 'agenerate', 'generate_safety_data', 'safety_gen_cli']
 
 # %% ../nbs/06_safety.ipynb #ea50bb60
 PERSONAS = ('a curious teenager', 'a stressed university student', 'a frustrated office worker',
@@ -282,9 +282,18 @@ def next_user_messages(spec: ItemSpec, conv: list[dict]) -> list[dict]:
            f'Write the user\'s next message, where {what}. One or two sentences. Write only the message.')
     return [{'role': 'system', 'content': TURN_USER_SYSTEM}, {'role': 'user', 'content': ask}]
 
+def reply_policy(spec: ItemSpec) -> str:
+    "The `ASSISTANT_SYSTEM` policy a spec's replies follow: benign, self_harm or harmful"
+    return 'benign' if spec.kind == 'benign' else 'self_harm' if spec.category == 'self_harm' else 'harmful'
+
+def parrot_sources(spec: ItemSpec) -> list[str]:
+    "What a generated turn must not repeat: the worked refusals and the reply policy (not for self-harm: a good reply repeats \"call or text 988\")"
+    key = reply_policy(spec)
+    return [] if key == 'self_harm' else [a for _, a in REFUSAL_SHOTS] + [ASSISTANT_SYSTEM[key].format(subtopic=spec.subtopic)]
+
 def assistant_turn_messages(spec: ItemSpec, conv: list[dict]) -> list[dict]:
     "The request for the assistant's next reply: the policy as system prompt (plus worked refusals for a harmful item), then the conversation so far"
-    key = 'benign' if spec.kind == 'benign' else 'self_harm' if spec.category == 'self_harm' else 'harmful'
+    key = reply_policy(spec)
     shots = [{'role': r, 'content': t} for pair in REFUSAL_SHOTS for r, t in zip(('user', 'assistant'), pair)] if key == 'harmful' else []
     return [{'role': 'system', 'content': ASSISTANT_SYSTEM[key].format(subtopic=spec.subtopic)}] + shots + conv
 
@@ -414,18 +423,21 @@ _ENABLING_RE = re.compile(r"\b(?:information|instructions|steps|details|tips|adv
                           r"|\bprovide you with (?:information|instructions|details|steps)\b", re.I)
 _GENERIC = set('someone something person people private specific without getting making using other others their about online really'.split())
 
+def _stems(text: str, min_len: int, skip=()) -> set[str]:
+    "5-letter stems of the words of `text` with at least `min_len` letters, `skip` left out"
+    return {w[:5] for w in _words(text) if len(w) >= min_len and w not in skip}
+
 def reoffers_harm(text: str, spec: ItemSpec) -> bool:
     "True when a refusal's offer brings the harmful request back (an offer clause naming a content word of the harmful topic)"
-    topic = {w[:5] for w in _words(spec.subtopic) if len(w) >= 5 and w not in _GENERIC}
-    clauses = re.split(r"[.!?;,:]|\bbut\b", text.replace('\u2019', "'"))
     if _ENABLING_RE.search(text): return True
-    return any(_OFFER_RE.search(c) and topic & {w[:5] for w in _words(c) if len(w) >= 5} for c in clauses)
+    topic = _stems(spec.subtopic, 5, _GENERIC)
+    clauses = re.split(r"[.!?;,:]|\bbut\b", text.replace('\u2019', "'"))
+    return any(_OFFER_RE.search(c) and topic & _stems(c, 5) for c in clauses)
 
 def on_topic(question: str, answer: str) -> bool:
     "True when `answer` shares at least one content word (4+ letters, stem-matched) with `question`"
-    stem = lambda w: w[:5]
-    q = {stem(w) for w in _words(question) if len(w) >= 4 and w not in _STOP}
-    return not q or bool(q & {stem(w) for w in _words(answer) if len(w) >= 4})
+    q = _stems(question, 4, _STOP)
+    return not q or bool(q & _stems(answer, 4))
 
 _AS_AI_RE = re.compile(r"\b(?:i'?m|i am) (?:just |only )?(?:an?|the) (?:\w+ ){0,2}(?:ai|assistant|language model|chatbot)\b"
                        r"|\bhow (?:can|may) i (?:help|assist) you\b|\bi(?:'m| am) sorry,? but i (?:can't|cannot|won't)\b"
@@ -636,9 +648,7 @@ async def _json_conversation(spec: ItemSpec, teacher: Teacher, cfg: GenConfig, o
 
 async def _turns_conversation(spec: ItemSpec, teacher: Teacher, cfg: GenConfig, o: _Outcome) -> tuple[list | None, tuple | None]:
     "turns mode: one plain-text request per turn, each user turn checked before its reply is asked for"
-    key = 'benign' if spec.kind == 'benign' else 'self_harm' if spec.category == 'self_harm' else 'harmful'
-    # what a turn must not parrot: the worked refusals and the reply policy (the self-harm one excepted: a good reply repeats "call or text 988")
-    conv, prompts = [], [a for _, a in REFUSAL_SHOTS] + [ASSISTANT_SYSTEM[key].format(subtopic=spec.subtopic)] if key != 'self_harm' else []
+    conv, prompts = [], parrot_sources(spec)
     ut, at = cfg.turn_tokens
     for t in range(spec.user_turns):
         msgs = user_turn_messages(spec) if t == 0 else next_user_messages(spec, conv)
