@@ -6,7 +6,9 @@
 
 Per model: memory copy bandwidth and the decode roofline (weight bytes streamed per step / bandwidth; also against
 the read bandwidth of a plain reduction, since decode only reads its weights), one bare
-forward of one token vs the engine's per-token time (single stream), prefill tok/s at 64 and 1024 tokens (the
+forward of one token vs the engine's per-token time (single stream), one bare decode step of 16 rows (the most
+batching can gain in decode alone), the fp32 `Linear` on oneDNN vs MKL (bare forward, 16-row step, a 1024-token
+prefill, interleaved in this run), prefill tok/s at 64 and 1024 tokens (the
 engine's time to first token with the prefix cache off), int8 vs fp32 decode and greedy top-1 agreement, a 5-turn
 chat's time to first token per turn with and without the prefix cache. Through `nanochat serve` (a subprocess on
 a free loopback port): 16 concurrent streaming clients vs the same 16 one at a time (aggregate tok/s, TTFT
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 from nanochat.checkpoint import load_model, save_checkpoint
 from nanochat.engine import Engine, BatchEngine
-from nanochat.model import GPT, GPTConfig, KVCache, Packed, quantize_model
+from nanochat.model import GPT, GPTConfig, KVCache, Packed, quantize_model, onednn_linear_ok
 from nanochat.sampler import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +75,40 @@ def bare_forward_ms(model, ctx, reps=30):
     for _ in range(3): model.forward_packed(x, Packed(cache, 1, []), at)
     return median([_t(lambda: model.forward_packed(x, Packed(cache, 1, []), at)) for _ in range(reps)]) * 1000
 
+@torch.inference_mode()
+def bare_batch_step_ms(model, rows, ctx, reps=10):
+    "One decode step of `rows` sequences at context `ctx` (the packed call the engine makes), median ms"
+    cache = KVCache.for_model(model, rows, ctx + reps + 8)
+    model(torch.zeros(rows, ctx, dtype=torch.long), kv_cache=cache)
+    x, at = torch.zeros(rows, dtype=torch.long), torch.arange(rows)
+    for _ in range(2): model.forward_packed(x, Packed(cache, rows, []), at)
+    return median([_t(lambda: model.forward_packed(x, Packed(cache, rows, []), at)) for _ in range(reps)]) * 1000
+
+@torch.inference_mode()
+def bare_prefill_ms(model, n, reps=3):
+    "One forward over an `n`-token prompt, median ms"
+    ids = torch.arange(n)[None] % model.config.vocab_size
+    model(ids)
+    return median([_t(lambda: model(ids)) for _ in range(reps)]) * 1000
+
+def linear_backend(onednn):
+    "Force the fp32 `Linear` backend: oneDNN (True) or MKL through F.linear (False)"
+    os.environ['NANOCHAT_ONEDNN'] = '1' if onednn else '0'
+    onednn_linear_ok.cache_clear()
+
+def backend_figures(model, ctx, n_prefill, reps=3):
+    "Bare forward, 16-row step and prefill under MKL and oneDNN, interleaved (best of `reps` each): oneDNN's speed-up"
+    res = {True: [], False: []}
+    try:
+        for _ in range(reps):
+            for b in (False, True):
+                linear_backend(b)
+                res[b].append((bare_forward_ms(model, ctx, reps=10), bare_batch_step_ms(model, 16, ctx, reps=5), bare_prefill_ms(model, n_prefill, reps=1)))
+    finally: linear_backend(True)
+    best = {b: [min(x[i] for x in v) for i in range(3)] for b, v in res.items()}
+    return {f'mkl_{k}': round(best[False][i], 2) for i, k in enumerate(('bare_forward_ms', 'step16_ms', f'prefill_{n_prefill}_ms'))} | {
+            f'onednn_vs_mkl_{k}': round(best[False][i] / best[True][i], 2) for i, k in enumerate(('decode', 'step16', f'prefill_{n_prefill}'))}
+
 def engine_decode(model, tok, prompt, new):
     "Engine single-stream decode: median ms per token (after the first) and tokens/s"
     eng = Engine(model, tok, prefix_cache_tokens=0)
@@ -91,11 +127,11 @@ def engine_ttft(model, tok, prompt, reps=3):
     return median(out)
 
 @torch.inference_mode()
-def agreement(a, b, tok, n_seq=4, length=96):
+def agreement(a, b, tok, n_seq=12, length=96):
     "Greedy top-1 agreement and max |logit diff| of model b against a, on a's own greedy continuations"
     agree = total = 0; worst = 0.0
     for i in range(n_seq):
-        ids = text_prompt(tok, 8 + 8 * i)
+        ids = text_prompt(tok, 4 + 6 * i)
         for _ in range(length - len(ids)): ids.append(int(a(torch.tensor([ids]))[0, -1].argmax()))
         la, lb = a(torch.tensor([ids]))[0], b(torch.tensor([ids]))[0]
         worst = max(worst, (la - lb).abs().max().item()); agree += int((la.argmax(-1) == lb.argmax(-1)).sum()); total += len(ids)
@@ -228,6 +264,10 @@ def bench_model(name, model, tok, a, model_dir=None, http=False):
     rbw = read_bandwidth()                      # the copy figure counts read + write; decode only reads its weights
     r['read_bandwidth_gb_s'] = round(rbw / 1e9, 2)
     r['decode_pct_of_read_roofline'] = round(100 * sb / rbw * 1000 / ms, 1)
+    ctx = 64 + a.new // 2
+    r['bare_step16_ms'] = round(bare_batch_step_ms(model, 16, ctx), 3)      # what batching can gain in decode alone
+    r['decode16_vs_single_tok_s'] = round(16 * r['bare_forward_ms'] / r['bare_step16_ms'], 2)
+    if onednn_linear_ok(): r.update(backend_figures(model, ctx, min(1024, model.config.sequence_len - 8)))
     for n in (64, 1024):
         n = min(n, model.config.sequence_len - 8)
         s = engine_ttft(model, tok, text_prompt(tok, n), reps=3 if n <= 64 else 1)

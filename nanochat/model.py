@@ -11,9 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ERAS', 'UPSTREAM_FIELDS', 'QUANT_SKIP', 'GPTConfig', 'window_sizes', 'norm', 'rotary_tables', 'apply_rotary',
-           'KVCache', 'SeqKV', 'Packed', 'attention_mask', 'CausalSelfAttention', 'MLP', 'Block', 'has_value_embed',
-           'GPT', 'cpu_has_vnni', 'Int8Linear', 'quantize_model']
+__all__ = ['ERAS', 'UPSTREAM_FIELDS', 'ONEDNN_MIN_WEIGHT', 'QUANT_SKIP', 'GPTConfig', 'window_sizes', 'norm', 'rotary_tables',
+           'apply_rotary', 'onednn_linear_ok', 'Linear', 'KVCache', 'SeqKV', 'Packed', 'attention_mask',
+           'CausalSelfAttention', 'MLP', 'Block', 'has_value_embed', 'GPT', 'cpu_has_vnni', 'Int8Linear',
+           'quantize_model']
 
 # %% ../nbs/01_model.ipynb #6f98c55a
 ERAS = {
@@ -106,6 +107,29 @@ def apply_rotary(x, cos, sin):
     x1, x2 = x[..., :d], x[..., d:]
     return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], -1).to(x.dtype)
 
+# %% ../nbs/01_model.ipynb #8cc96279
+import functools, os
+
+ONEDNN_MIN_WEIGHT = 1 << 18     # elements: smaller weights stay with F.linear (oneDNN's per-call cost outweighs its gain)
+
+def _onednn_linear(x, w): return torch.ops.mkldnn._linear_pointwise(x, w, None, 'none', [], '')
+
+@functools.cache
+def onednn_linear_ok():
+    "Whether oneDNN's fp32 matmul is usable here (present, agrees with `F.linear`) and not turned off by NANOCHAT_ONEDNN=0"
+    if os.environ.get('NANOCHAT_ONEDNN', '1') == '0' or not torch.backends.mkldnn.is_available(): return False
+    x, w = torch.arange(24.).view(3, 8) / 7, torch.arange(40.).view(5, 8) / 11     # no RNG: the first call must not move it
+    try: return torch.allclose(_onednn_linear(x, w), F.linear(x, w), atol=1e-5)
+    except (RuntimeError, AttributeError): return False   # a torch built without the op
+
+class Linear(nn.Linear):
+    "A bias-free `nn.Linear` whose CPU fp32 inference runs through oneDNN's matmul on the same weight (when it is large enough)"
+    def forward(self, x):
+        w = self.weight
+        if (self.bias is None and x.dtype == w.dtype == torch.float32 and w.device.type == 'cpu' and w.numel() >= ONEDNN_MIN_WEIGHT
+                and not torch.is_grad_enabled() and onednn_linear_ok()): return _onednn_linear(x, w)
+        return F.linear(x, w, self.bias)
+
 # %% ../nbs/01_model.ipynb #9559ed63
 class KVCache:
     "Keys and values of every layer for `n_slots` independent sequences"
@@ -194,10 +218,10 @@ class CausalSelfAttention(nn.Module):
         self.layer_idx, self.n_head, self.n_kv_head, self.head_dim = layer_idx, config.n_head, config.n_kv_head, config.head_dim
         self.qk_scale, self.ve_scale, self.ve_ch = config.qk_scale, config.ve_gate_scale, config.ve_gate_channels
         C = config.n_embd
-        self.c_q = nn.Linear(C, self.n_head * self.head_dim, bias=False)
-        self.c_k = nn.Linear(C, self.n_kv_head * self.head_dim, bias=False)
-        self.c_v = nn.Linear(C, self.n_kv_head * self.head_dim, bias=False)
-        self.c_proj = nn.Linear(C, C, bias=False)
+        self.c_q = Linear(C, self.n_head * self.head_dim, bias=False)
+        self.c_k = Linear(C, self.n_kv_head * self.head_dim, bias=False)
+        self.c_v = Linear(C, self.n_kv_head * self.head_dim, bias=False)
+        self.c_proj = Linear(C, C, bias=False)
         self.ve_gate = nn.Linear(self.ve_ch, self.n_kv_head, bias=False) if has_ve else None
 
     def forward(self, x, ve, cos, sin, window, cache=None, pos=None, slots=None):
@@ -261,8 +285,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=False)
     def forward(self, x): return self.c_proj(F.relu(self.c_fc(x)).square())
 
 class Block(nn.Module):
@@ -294,7 +318,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(dict(
             wte=_embedding(V, c.n_embd),
             h=nn.ModuleList([Block(c, i, use_ve and has_value_embed(i, c.n_layer)) for i in range(c.n_layer)])))
-        self.lm_head = nn.Linear(c.n_embd, V, bias=False)
+        self.lm_head = Linear(c.n_embd, V, bias=False)
         if c.lambdas:
             self.resid_lambdas = nn.Parameter(torch.ones(c.n_layer))
             self.x0_lambdas = nn.Parameter(torch.zeros(c.n_layer))

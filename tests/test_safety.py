@@ -318,7 +318,10 @@ def test_teacher_lost_mid_run_stops_cleanly_and_resumes(tmp_path):
 def test_interrupt_writes_card_and_one_line(fake, tmp_path, sig, code):
     reset(fake)
     out = tmp_path / 'out'
-    proc = server(_gen_cmd(fake, out, '--n', '400', '--seed', '8', '--concurrency', '4'), env=_env())
+    # a shell's background job (nohup, `&` in a script: how CI may run us) inherits SIGINT ignored, and Python then
+    # keeps ignoring it, as it should; the generator is started with the default disposition, as from a terminal
+    proc = server(_gen_cmd(fake, out, '--n', '400', '--seed', '8', '--concurrency', '4'), env=_env(),
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t = time.monotonic()
     while _lines(out / META_FILE) < 5:
         assert proc.poll() is None, stderr_of(proc)
