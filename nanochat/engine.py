@@ -273,7 +273,7 @@ class Scheduler:
         self.py_start, self.py_end = sp('<|python_start|>'), sp('<|python_end|>')
         self.out_start, self.out_end = sp('<|output_start|>'), sp('<|output_end|>')
         self.requests_served = self.tokens_generated = self.prompt_tokens_computed = 0
-        self._version, self._batch, self._n_constrained = 0, (None, None), 0
+        self._version, self._batch, self._n_constrained = 0, (None, None, None), 0
         self.peak_kv_tokens = 0
 
     @property
@@ -462,10 +462,10 @@ class Scheduler:
         self._version += 1
 
     def _batch_params(self, seqs):
-        "The sampler's per-batch constants, rebuilt only when the batch changed"
+        "The sampler's per-batch constants and the rows' generators, rebuilt only when the batch changed"
         if self._batch[0] != self._version or self._batch[1].B != len(seqs):
-            self._batch = (self._version, _Batch([s.req.params for s in seqs], self.model.config.vocab_size))
-        return self._batch[1]
+            self._batch = (self._version, _Batch([s.req.params for s in seqs], self.model.config.vocab_size), [s.gen for s in seqs])
+        return self._batch[1], self._batch[2]
 
     def _allowed(self, seqs, V):
         "The constrained rows' masks (None when no row is constrained this step); a matcher that fails allows nothing"
@@ -482,10 +482,10 @@ class Scheduler:
 
     def _sample_and_advance(self, seqs, logits):
         "Sample one token for each of `seqs`; a row that cannot be sampled ends its own request with an error"
-        b = self._batch_params(seqs)
+        b, gens = self._batch_params(seqs)
         allowed = self._allowed(seqs, logits.shape[1]) if self._n_constrained else None
         try:
-            out = _sample(logits, b, [s.gen for s in seqs], prompt_ids=[s.req.prompt for s in seqs] if b.penalised else None,
+            out = _sample(logits, b, gens, prompt_ids=[s.req.prompt for s in seqs] if b.penalised else None,
                           output_ids=[s.out for s in seqs] if b.penalised else None, allowed=allowed)
         except Exception as e:   # not a row's logits but the call itself failed: end these rows, never the engine
             for s in seqs: self._fail(s, f'sampling failed: {type(e).__name__}: {e}')

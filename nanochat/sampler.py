@@ -152,6 +152,7 @@ class _Batch:
         self.n_top = min(max(p.top_logprobs for p in params), V)
         self.draw_k = [min(p.top_k, V) if p.top_k else 0 for p in params]   # 0: the whole vocabulary
         self.penalised = self.any_rp or self.any_pf
+        self.plain = not self.penalised and not self.top_p and self.min_p is None   # only logit_bias, temperature, top_k
 
 def _bias(x, b):
     if b.bias is None: return x
@@ -275,26 +276,47 @@ def _generator(g, p, device, row):
                          f"make it with make_generator(seed, device=logits.device)")
     return g
 
-def _draw(x, b, gens, tokens, skip=()):
+def _draw_plan(x, b, gens, skip):
+    """One step's draws: ({k: rows whose k best are taken in one topk}, [(generator, rows, k, their positions in
+    that topk, their temperatures)]): rows sharing a generator and a top_k draw in one call, in row order"""
+    rows = [i for i in range(b.B) if not b.greedy[i] and i not in skip]
+    g = [_generator(gens[i], b.params[i], x.device, i) for i in rows]
+    groups, gen_of = {}, {}
+    for i, gi in zip(rows, g): groups.setdefault(id(gi), []).append(i); gen_of[id(gi)] = gi
+    by_k = {}
+    for i in rows: by_k.setdefault(b.draw_k[i], []).append(i)
+    where = {i: n for rs in by_k.values() for n, i in enumerate(rs)}
+    tensor = lambda v: torch.tensor(v, device=x.device)
+    draws = []
+    for key, rs in groups.items():  # one generator's rows: batched per top_k when that keeps their order
+        runs = [rs] if len({b.draw_k[i] for i in rs}) == 1 else [[i] for i in rs]
+        for run in runs:
+            t = None if b.temps is None else b.temps[run].to(x.device, x.dtype)
+            draws.append((gen_of[key], tensor(run), b.draw_k[run[0]], tensor([where[i] for i in run]), t))
+    return {k: tensor(rs) for k, rs in by_k.items()}, draws
+
+def _draw(x, b, gens, tokens, skip=(), scale=False):
     """Overwrite `tokens` at the non-greedy rows with one multinomial draw each from the row's own generator.
     Rows sharing one generator draw in row order; when they also share a top_k they draw in one batched call
-    (the same numbers: a batched multinomial draws its rows in turn)"""
-    V, groups = x.shape[1], {}
-    rows = [i for i in range(b.B) if not b.greedy[i] and i not in skip]
-    if not rows: return tokens
-    g = [_generator(gens[i], b.params[i], x.device, i) for i in rows]
-    for i, gi in zip(rows, g): groups.setdefault(id(gi), []).append(i)
-    gen_of = {id(gi): gi for gi in g}
-    for key, rs in groups.items():  # one generator's rows: batched per top_k when that keeps their order
-        ks = [b.draw_k[i] for i in rs]
-        runs = [rs] if len(set(ks)) == 1 else [[i] for i in rs]
-        for run in runs:
-            k = b.draw_k[run[0]]
-            sub = x[run]
-            if k: vals, ids = sub.topk(k, dim=-1)  # the k best in descending order, as upstream nanochat draws
-            else: vals, ids = sub, None            # no top_k: the whole vocabulary, in token order
-            d = torch.multinomial(vals.softmax(-1), 1, generator=gen_of[key])
-            tokens[run] = (d if ids is None else ids.gather(1, d))[:, 0]
+    (the same numbers: a batched multinomial draws its rows in turn). The k best of every row with the same k
+    come from one topk. The plan is kept on the batch while its generators stay the same objects (the engine's
+    steps), so a step does no Python per row. `scale`: `x` is the biased raw logits (the plain path), so the k
+    best are taken first and then divided by the temperature, as upstream nanochat does"""
+    key = tuple(map(id, gens))
+    cached = getattr(b, '_plan', None)
+    if cached is not None and cached[0] == key and not skip: tops, draws = cached[1]
+    else:
+        tops, draws = _draw_plan(x, b, gens, skip)
+        fresh = any(g is None and b.params[i].seed is not None and not b.greedy[i] for i, g in enumerate(gens))
+        if not skip and not fresh: b._plan = (key, (tops, draws))   # a seed without a generator: a new one per call
+    # the k best in descending order, as upstream nanochat draws; no top_k: the whole vocabulary, in token order
+    best = {k: x[rows].topk(k, dim=-1) if k else (x[rows], None) for k, rows in tops.items()}
+    for gen, run, k, pos, t in draws:
+        vals, ids = best[k]
+        vals, ids = vals[pos], (None if ids is None else ids[pos])
+        if scale and t is not None: vals = vals / t
+        d = torch.multinomial(vals.softmax(-1), 1, generator=gen)
+        tokens[run] = (d if ids is None else ids.gather(1, d))[:, 0]
     return tokens
 
 # %% ../nbs/03_sampler.ipynb #816fc54f
@@ -313,9 +335,12 @@ def sample(logits: Tensor, params: list[SamplingParams] | SamplingParams,
 
 def _sample(logits, b, gens, prompt_ids=None, output_ids=None, allowed=None):
     "`sample` on a prepared `_Batch`; rows that cannot be sampled are listed in `.failed` instead of raising"
-    if b.all_greedy and not b.penalised and allowed is None and prompt_ids is None and output_ids is None:
-        # the fast path: nothing but (biased) argmaxes; one max gives them and finds the broken rows (NaN and +inf
-        # reach the max, and a row of -inf has no finite one); no copy of the logits (index_put is out of place)
+    plain = b.plain and allowed is None and prompt_ids is None and output_ids is None
+    if plain:
+        # the fast path: greedy rows, and rows with only a temperature and a top_k. One max gives the greedy
+        # rows' tokens and finds the broken rows (NaN and +inf reach the max, and a row of -inf has no finite
+        # one); the sampled rows draw from the k best biased logits, divided by their temperature. No copy of the
+        # logits (index_put is out of place), no full-vocabulary mask
         x = _bias(logits.to(torch.promote_types(logits.dtype, torch.float32)), b)
         mx, tokens = x.max(-1)
         bad = ~torch.isfinite(mx)
@@ -324,7 +349,7 @@ def _sample(logits, b, gens, prompt_ids=None, output_ids=None, allowed=None):
         tokens = x.argmax(-1)
         bad = broken | ~torch.isfinite(x.gather(1, tokens[:, None])[:, 0])
     failed = bad.nonzero().flatten().tolist() if bad.any() else []
-    if not b.all_greedy: tokens = _draw(x, b, gens, tokens, set(failed))
+    if not b.all_greedy: tokens = _draw(x, b, gens, tokens, set(failed), scale=plain)
     raw = logits.to(x.dtype).log_softmax(-1)
     out = SampleOutput(tokens, raw.gather(1, tokens[:, None])[:, 0], failed=failed)
     if b.n_top: out.top_logprobs, out.top_ids = raw.topk(b.n_top, dim=-1)
