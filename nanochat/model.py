@@ -465,7 +465,6 @@ class GPT(nn.Module):
         return x + gate * prev
 
 # %% ../nbs/01_model.ipynb #a173b2ce
-import functools
 QUANT_SKIP = ('ve_gate', 'smear_gate', 'lm_head')   # stay fp32: tiny gates feeding sigmoids, and the logits' projection
 
 @functools.cache

@@ -278,9 +278,11 @@ def _generator(g, p, device, row):
 
 def _draw_plan(x, b, gens, skip):
     """One step's draws: ({k: rows whose k best are taken in one topk}, [(generator, rows, k, their positions in
-    that topk, their temperatures)]): rows sharing a generator and a top_k draw in one call, in row order"""
+    that topk, their temperatures)], whether a row got a fresh generator from its seed): rows sharing a generator
+    and a top_k draw in one call, in row order"""
     rows = [i for i in range(b.B) if not b.greedy[i] and i not in skip]
     g = [_generator(gens[i], b.params[i], x.device, i) for i in rows]
+    fresh = any(gi is not gens[i] for i, gi in zip(rows, g))
     groups, gen_of = {}, {}
     for i, gi in zip(rows, g): groups.setdefault(id(gi), []).append(i); gen_of[id(gi)] = gi
     by_k = {}
@@ -293,7 +295,7 @@ def _draw_plan(x, b, gens, skip):
         for run in runs:
             t = None if b.temps is None else b.temps[run].to(x.device, x.dtype)
             draws.append((gen_of[key], tensor(run), b.draw_k[run[0]], tensor([where[i] for i in run]), t))
-    return {k: tensor(rs) for k, rs in by_k.items()}, draws
+    return {k: tensor(rs) for k, rs in by_k.items()}, draws, fresh
 
 def _draw(x, b, gens, tokens, skip=(), scale=False):
     """Overwrite `tokens` at the non-greedy rows with one multinomial draw each from the row's own generator.
@@ -306,8 +308,7 @@ def _draw(x, b, gens, tokens, skip=(), scale=False):
     cached = getattr(b, '_plan', None)
     if cached is not None and cached[0] == key and not skip: tops, draws = cached[1]
     else:
-        tops, draws = _draw_plan(x, b, gens, skip)
-        fresh = any(g is None and b.params[i].seed is not None and not b.greedy[i] for i, g in enumerate(gens))
+        tops, draws, fresh = _draw_plan(x, b, gens, skip)
         if not skip and not fresh: b._plan = (key, (tops, draws))   # a seed without a generator: a new one per call
     # the k best in descending order, as upstream nanochat draws; no top_k: the whole vocabulary, in token order
     best = {k: x[rows].topk(k, dim=-1) if k else (x[rows], None) for k, rows in tops.items()}
